@@ -1,0 +1,1 @@
+"""The per-workload agent: writes Envoy's bootstrap, supervises Envoy, reports readiness."""

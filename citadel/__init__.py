@@ -1,0 +1,1 @@
+"""Citadel: the mesh CA that signs SPIFFE X.509 certificates for authenticated workloads."""

@@ -1,0 +1,1 @@
+"""Galley: ingestion, validation and distribution of Istio-format configuration."""

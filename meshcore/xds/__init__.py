@@ -1,0 +1,1 @@
+"""Generic xDS server machinery: resources, snapshots, and the ADS/per-type streams."""

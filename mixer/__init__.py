@@ -1,0 +1,1 @@
+"""Mixer: policy Check and telemetry Report over Istio's attribute vocabulary."""
