@@ -1,0 +1,237 @@
+"""The gRPC transport of the xDS server: ADS and the per-type services, SotW and delta.
+
+One coroutine per stream owns two tasks: a reader that applies requests to the stream's
+protocol object, and a pusher that wakes on a request or a snapshot change, asks the protocol
+what to send, and writes it with a send timeout (a stuck client loses its stream instead of
+holding resources). Responses are pre-encoded bytes (see `resource.py`), so the response
+serializer is the identity. Protocol violations end the stream with a clear gRPC status and a
+log line; other streams are unaffected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import discovery_pb2
+
+from meshcore.xds import types
+from meshcore.xds.cache import SnapshotCache, SnapshotWatch
+from meshcore.xds.delta import DeltaProtocol
+from meshcore.xds.errors import InvalidNode
+from meshcore.xds.sotw import ClientReply, SotwProtocol
+from meshcore.xds.status import StreamCallbacks, StreamError, StreamInfo
+
+log = logging.getLogger(__name__)
+
+# service name -> (type it is restricted to, SotW method, delta method)
+_SERVICES: dict[str, tuple[str | None, str, str]] = {
+    "envoy.service.discovery.v3.AggregatedDiscoveryService": (
+        None,
+        "StreamAggregatedResources",
+        "DeltaAggregatedResources",
+    ),
+    "envoy.service.cluster.v3.ClusterDiscoveryService": (
+        types.CLUSTER,
+        "StreamClusters",
+        "DeltaClusters",
+    ),
+    "envoy.service.endpoint.v3.EndpointDiscoveryService": (
+        types.ENDPOINT,
+        "StreamEndpoints",
+        "DeltaEndpoints",
+    ),
+    "envoy.service.listener.v3.ListenerDiscoveryService": (
+        types.LISTENER,
+        "StreamListeners",
+        "DeltaListeners",
+    ),
+    "envoy.service.route.v3.RouteDiscoveryService": (types.ROUTE, "StreamRoutes", "DeltaRoutes"),
+    "envoy.service.secret.v3.SecretDiscoveryService": (
+        types.SECRET,
+        "StreamSecrets",
+        "DeltaSecrets",
+    ),
+}
+
+Protocol = SotwProtocol | DeltaProtocol
+StreamHandler = Callable[[AsyncIterator[Any], grpc.aio.ServicerContext], Awaitable[None]]
+
+
+def _identity(payload: bytes) -> bytes:
+    return payload
+
+
+class XdsServer:
+    """Serves snapshots from a `SnapshotCache` to xDS clients; see the module docstring."""
+
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        callbacks: StreamCallbacks,
+        *,
+        served_types: frozenset[str] = frozenset(types.PUSH_ORDER),
+        send_timeout: float = 10.0,
+    ) -> None:
+        self.cache = cache
+        self.streams: dict[int, StreamInfo] = {}
+        self._callbacks = callbacks
+        self._served_types = served_types
+        self._send_timeout = send_timeout
+        self._ids = itertools.count(1)
+
+    def add_to(self, server: grpc.aio.Server) -> None:
+        """Register ADS and every per-type discovery service on a grpc.aio server."""
+        handlers = []
+        for service, (fixed_type, sotw_method, delta_method) in _SERVICES.items():
+            methods = {
+                sotw_method: self._handler(discovery_pb2.DiscoveryRequest, False, fixed_type),
+                delta_method: self._handler(discovery_pb2.DeltaDiscoveryRequest, True, fixed_type),
+            }
+            handlers.append(grpc.method_handlers_generic_handler(service, methods))
+        server.add_generic_rpc_handlers(tuple(handlers))
+
+    def _handler(
+        self, request_type: Any, delta: bool, fixed_type: str | None
+    ) -> grpc.RpcMethodHandler:
+        async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
+            await self._serve(requests, context, delta, fixed_type)
+
+        return grpc.stream_stream_rpc_method_handler(
+            handle,
+            request_deserializer=request_type.FromString,
+            response_serializer=_identity,
+        )
+
+    async def _serve(
+        self,
+        requests: AsyncIterator[Any],
+        context: grpc.aio.ServicerContext,
+        delta: bool,
+        fixed_type: str | None,
+    ) -> None:
+        info = StreamInfo(stream_id=next(self._ids), peer=context.peer(), delta=delta)
+        protocol: Protocol = (DeltaProtocol if delta else SotwProtocol)(
+            info, self._served_types, fixed_type
+        )
+        wake = asyncio.Event()
+        watch: SnapshotWatch | None = None
+        tasks: list[asyncio.Task[None]] = []
+        opened = False
+        try:
+            iterator = aiter(requests)
+            try:
+                first = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            self._accept_node(info, first.node)
+            info.cache_key = self._callbacks.on_stream_open(info)
+            opened = True
+            self.streams[info.stream_id] = info
+            watch = self.cache.watch(info.cache_key, wake.set)
+            self._apply(protocol, first)
+            wake.set()
+            log.info("xDS stream %d opened by %s (%s)", info.stream_id, info.node_id, info.peer)
+            tasks = [
+                asyncio.create_task(self._read(iterator, protocol, wake)),
+                asyncio.create_task(self._push(context, protocol, watch, wake)),
+            ]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        except InvalidNode as error:
+            refusal = StreamError(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            await self._abort(context, info, refusal)
+        except StreamError as error:
+            await self._abort(context, info, error)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if watch is not None:
+                watch.close()
+            if opened:
+                del self.streams[info.stream_id]
+                self._callbacks.on_stream_closed(info)
+                log.info("xDS stream %d from %s closed", info.stream_id, info.node_id)
+
+    @staticmethod
+    def _accept_node(info: StreamInfo, node: Any) -> None:
+        if not node.id:
+            raise StreamError(
+                grpc.StatusCode.INVALID_ARGUMENT, "the first request of a stream must carry node.id"
+            )
+        info.node = node
+        info.node_id = node.id
+
+    async def _abort(
+        self, context: grpc.aio.ServicerContext, info: StreamInfo, error: StreamError
+    ) -> None:
+        log.warning(
+            "xDS stream %d from %s (%s) rejected: %s: %s",
+            info.stream_id,
+            info.node_id or "unknown node",
+            info.peer,
+            error.code.name,
+            error.message,
+        )
+        await context.abort(error.code, error.message)
+
+    async def _read(
+        self, iterator: AsyncIterator[Any], protocol: Protocol, wake: asyncio.Event
+    ) -> None:
+        async for request in iterator:
+            self._apply(protocol, request)
+            wake.set()
+
+    def _apply(self, protocol: Protocol, request: Any) -> None:
+        reply = protocol.on_request(request)
+        if reply is not None:
+            self._report(protocol.info, reply)
+
+    def _report(self, info: StreamInfo, reply: ClientReply) -> None:
+        if reply.error is None:
+            self._callbacks.on_ack(info, reply.type_url, reply.version)
+            return
+        log.warning(
+            "%s rejected %s (keeping version %r): %s",
+            info.node_id,
+            types.short_name(reply.type_url),
+            reply.version,
+            reply.error,
+        )
+        self._callbacks.on_nack(info, reply.type_url, reply.error)
+
+    async def _push(
+        self,
+        context: grpc.aio.ServicerContext,
+        protocol: Protocol,
+        watch: SnapshotWatch,
+        wake: asyncio.Event,
+    ) -> None:
+        info = protocol.info
+        while True:
+            await wake.wait()
+            wake.clear()
+            snapshot = watch.snapshot
+            if snapshot is None:
+                continue
+            for outgoing in protocol.responses(snapshot):
+                try:
+                    await asyncio.wait_for(context.write(outgoing.payload), self._send_timeout)
+                except TimeoutError:
+                    raise StreamError(
+                        grpc.StatusCode.UNAVAILABLE,
+                        f"sending {types.short_name(outgoing.type_url)} timed out after "
+                        f"{self._send_timeout}s",
+                    ) from None
+                self._callbacks.on_response_sent(
+                    info, outgoing.type_url, outgoing.version, outgoing.resource_count
+                )

@@ -1,0 +1,156 @@
+"""Delta (incremental) xDS protocol rules."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from envoy.service.discovery.v3 import discovery_pb2
+from google.rpc import status_pb2
+
+from meshcore.xds import types
+from meshcore.xds.delta import DeltaProtocol
+from meshcore.xds.status import StreamError, StreamInfo, SyncState
+from tests.unit.meshcore.conftest import snapshot
+
+SERVED = frozenset(types.PUSH_ORDER)
+
+
+def request(
+    type_url: str,
+    subscribe=(),
+    unsubscribe=(),
+    nonce: str = "",
+    initial: dict[str, str] | None = None,
+    error: str | None = None,
+):
+    req = discovery_pb2.DeltaDiscoveryRequest(
+        type_url=type_url,
+        resource_names_subscribe=list(subscribe),
+        resource_names_unsubscribe=list(unsubscribe),
+        response_nonce=nonce,
+        initial_resource_versions=initial or {},
+    )
+    if error is not None:
+        req.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
+    return req
+
+
+def decode(out) -> tuple[list[str], list[str]]:
+    response = discovery_pb2.DeltaDiscoveryResponse.FromString(out.payload)
+    return [r.name for r in response.resources], list(response.removed_resources)
+
+
+@pytest.fixture
+def proto(info: StreamInfo) -> DeltaProtocol:
+    return DeltaProtocol(info, SERVED)
+
+
+def test_wildcard_first_request_gets_everything_with_versions(proto: DeltaProtocol) -> None:
+    proto.on_request(request(types.CLUSTER))
+    snap = snapshot(cds=["a", "b"])
+    [out] = proto.responses(snap)
+    response = discovery_pb2.DeltaDiscoveryResponse.FromString(out.payload)
+    assert {r.name: r.version for r in response.resources} == {
+        n: r.version for n, r in snap.types[types.CLUSTER].resources.items()
+    }
+    assert response.system_version_info == snap.types[types.CLUSTER].version
+
+
+def test_only_changes_are_sent_and_removals_are_named(proto: DeltaProtocol) -> None:
+    proto.on_request(request(types.CLUSTER))
+    [first] = proto.responses(snapshot(cds=["a", "b"]))
+    proto.on_request(request(types.CLUSTER, nonce=first.nonce))
+    [second] = proto.responses(snapshot(cds={"a": "v2", "c": "v1"}))
+    assert decode(second) == (["a", "c"], ["b"])
+
+
+def test_ack_is_never_answered(proto: DeltaProtocol) -> None:
+    proto.on_request(request(types.CLUSTER))
+    snap = snapshot(cds=["a"])
+    [out] = proto.responses(snap)
+    reply = proto.on_request(request(types.CLUSTER, nonce=out.nonce))
+    assert reply is not None and not reply.is_nack
+    assert proto.responses(snap) == []
+    assert proto.info.status(types.CLUSTER).state is SyncState.SYNCED
+
+
+def test_initial_resource_versions_skip_what_the_client_has(proto: DeltaProtocol) -> None:
+    snap = snapshot(cds=["a", "b"])
+    have = {"a": snap.types[types.CLUSTER].resources["a"].version, "gone": "x"}
+    proto.on_request(request(types.CLUSTER, initial=have))
+    [out] = proto.responses(snap)
+    assert decode(out) == (["b"], ["gone"])
+
+
+def test_reconnect_with_everything_current_still_gets_one_answer(proto: DeltaProtocol) -> None:
+    snap = snapshot(cds=["a"])
+    have = {"a": snap.types[types.CLUSTER].resources["a"].version}
+    proto.on_request(request(types.CLUSTER, initial=have))
+    [out] = proto.responses(snap)
+    assert decode(out) == ([], [])
+    assert proto.responses(snap) == []
+
+
+def test_subscribe_and_unsubscribe_apply_even_with_a_stale_nonce(proto: DeltaProtocol) -> None:
+    proto.on_request(request(types.ENDPOINT, ["a"]))
+    [first] = proto.responses(snapshot(eds=["a", "b"]))
+    proto.on_request(request(types.ENDPOINT, nonce=first.nonce))
+    [second] = proto.responses(snapshot(eds={"a": "v2", "b": "v1"}))
+    stale = request(types.ENDPOINT, ["b"], ["a"], nonce=first.nonce)
+    assert proto.on_request(stale) is None  # the ACK part is ignored ...
+    [third] = proto.responses(snapshot(eds={"a": "v2", "b": "v1"}))
+    assert decode(third) == (["b"], [])  # ... the subscription change is not
+    assert second.nonce != third.nonce
+
+
+def test_unknown_subscribed_name_is_announced_removed_once(proto: DeltaProtocol) -> None:
+    proto.on_request(request(types.ENDPOINT, ["missing"]))
+    [out] = proto.responses(snapshot(eds=["a"]))
+    assert decode(out) == ([], ["missing"])
+    assert proto.responses(snapshot(eds=["a", "b"])) == []
+    [later] = proto.responses(snapshot(eds=["a", "missing"]))
+    assert decode(later) == (["missing"], [])
+
+
+def test_nack_is_recorded_and_not_resent(proto: DeltaProtocol) -> None:
+    proto.on_request(request(types.LISTENER))
+    [good] = proto.responses(snapshot(lds=["l"]))
+    proto.on_request(request(types.LISTENER, nonce=good.nonce))
+    bad = snapshot(lds={"l": "bad"})
+    [rejected] = proto.responses(bad)
+    reply = proto.on_request(request(types.LISTENER, nonce=rejected.nonce, error="bad listener"))
+    assert reply is not None and reply.error == "bad listener" and reply.version == good.version
+    assert proto.info.status(types.LISTENER).state is SyncState.NACK
+    assert proto.responses(bad) == []
+    [fixed] = proto.responses(snapshot(lds={"l": "fixed"}))
+    proto.on_request(request(types.LISTENER, nonce=fixed.nonce))
+    assert proto.info.status(types.LISTENER).state is SyncState.SYNCED
+
+
+def test_garbage_nonce_is_a_clear_error(proto: DeltaProtocol) -> None:
+    proto.on_request(request(types.CLUSTER))
+    proto.responses(snapshot(cds=["a"]))
+    with pytest.raises(StreamError) as caught:
+        proto.on_request(request(types.CLUSTER, nonce="7-ff"))
+    assert caught.value.code is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_eds_resent_after_cds_change(proto: DeltaProtocol) -> None:
+    proto.on_request(request(types.CLUSTER))
+    proto.on_request(request(types.ENDPOINT, ["a"]))
+    outs = proto.responses(snapshot(cds=["a"], eds=["a"]))
+    assert [o.type_url for o in outs] == [types.CLUSTER, types.ENDPOINT]
+    for out in outs:
+        proto.on_request(request(out.type_url, nonce=out.nonce))
+    again = proto.responses(snapshot(cds={"a": "v2"}, eds=["a"]))
+    assert [o.type_url for o in again] == [types.CLUSTER, types.ENDPOINT]
+    assert decode(again[1]) == (["a"], [])
+
+
+def test_wildcard_can_be_dropped_for_named(proto: DeltaProtocol) -> None:
+    proto.on_request(request(types.CLUSTER))
+    [out] = proto.responses(snapshot(cds=["a", "b"]))
+    proto.on_request(request(types.CLUSTER, ["a"], ["*"], nonce=out.nonce))
+    assert proto.responses(snapshot(cds={"a": "v1", "b": "v2"})) == []
+    [changed] = proto.responses(snapshot(cds={"a": "v3", "b": "v2"}))
+    assert decode(changed) == (["a"], [])

@@ -1,0 +1,208 @@
+"""State-of-the-world protocol rules, one test per rule of Envoy's xDS document."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from envoy.service.discovery.v3 import discovery_pb2
+from google.rpc import status_pb2
+
+from meshcore.xds import types
+from meshcore.xds.sotw import SotwProtocol
+from meshcore.xds.status import StreamError, StreamInfo, SyncState
+from tests.unit.meshcore.conftest import names_in, snapshot
+
+SERVED = frozenset(types.PUSH_ORDER)
+
+
+def request(type_url: str, names=(), nonce: str = "", version: str = "", error: str | None = None):
+    req = discovery_pb2.DiscoveryRequest(
+        type_url=type_url, resource_names=list(names), response_nonce=nonce, version_info=version
+    )
+    if error is not None:
+        req.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
+    return req
+
+
+def ack(out, names=()) -> discovery_pb2.DiscoveryRequest:
+    """An ACK; like Envoy, it repeats the subscribed names (none for a wildcard type)."""
+    return request(out.type_url, names, nonce=out.nonce, version=out.version)
+
+
+@pytest.fixture
+def proto(info: StreamInfo) -> SotwProtocol:
+    return SotwProtocol(info, SERVED)
+
+
+def test_first_request_is_answered_with_full_set(proto: SotwProtocol) -> None:
+    proto.on_request(request(types.CLUSTER))
+    [out] = proto.responses(snapshot(cds=["a", "b"]))
+    assert out.type_url == types.CLUSTER
+    assert sorted(names_in(out.payload)) == ["a", "b"]
+    assert discovery_pb2.DiscoveryResponse.FromString(out.payload).nonce == out.nonce
+
+
+def test_empty_wildcard_type_is_still_answered(proto: SotwProtocol) -> None:
+    proto.on_request(request(types.LISTENER))
+    [out] = proto.responses(snapshot())
+    assert out.resource_count == 0
+
+
+def test_every_response_has_a_fresh_nonce(proto: SotwProtocol) -> None:
+    proto.on_request(request(types.CLUSTER))
+    first = proto.responses(snapshot(cds=["a"]))[0]
+    proto.on_request(ack(first))
+    second = proto.responses(snapshot(cds=["a", "b"]))[0]
+    assert first.nonce != second.nonce
+
+
+def test_per_type_versions_are_independent(proto: SotwProtocol) -> None:
+    proto.on_request(request(types.CLUSTER))
+    proto.on_request(request(types.LISTENER))
+    outs = proto.responses(snapshot(cds=["a"], lds=["l"]))
+    for out in outs:
+        proto.on_request(ack(out))
+    [out] = proto.responses(snapshot(cds=["a"], lds={"l": "v2"}))
+    assert out.type_url == types.LISTENER
+    assert outs[0].version == snapshot(cds=["a"]).types[types.CLUSTER].version
+
+
+def test_ack_is_never_answered(proto: SotwProtocol) -> None:
+    proto.on_request(request(types.CLUSTER))
+    snap = snapshot(cds=["a"])
+    [out] = proto.responses(snap)
+    reply = proto.on_request(ack(out))
+    assert reply is not None and not reply.is_nack
+    assert proto.responses(snap) == []
+    assert proto.info.status(types.CLUSTER).state is SyncState.SYNCED
+
+
+def test_nack_records_error_and_is_not_resent(proto: SotwProtocol) -> None:
+    proto.on_request(request(types.CLUSTER))
+    good = snapshot(cds=["a"])
+    [first] = proto.responses(good)
+    proto.on_request(ack(first))
+    bad = snapshot(cds={"a": "bad"})
+    [second] = proto.responses(bad)
+    nack = request(types.CLUSTER, nonce=second.nonce, version=first.version, error="no way")
+    reply = proto.on_request(nack)
+    assert reply is not None and reply.error == "no way" and reply.version == first.version
+    status = proto.info.status(types.CLUSTER)
+    assert status.state is SyncState.NACK and status.nack_error == "no way"
+    assert status.acked_version == first.version
+    assert proto.responses(bad) == []  # the same bad version is not sent again
+    [fixed] = proto.responses(snapshot(cds={"a": "fixed"}))
+    proto.on_request(ack(fixed))
+    assert status.state is SyncState.SYNCED and status.nack_error == ""
+
+
+def test_stale_nonce_is_ignored_even_with_new_names(proto: SotwProtocol) -> None:
+    proto.on_request(request(types.ENDPOINT, ["a"]))
+    [first] = proto.responses(snapshot(eds=["a", "b"]))
+    proto.on_request(request(types.ENDPOINT, ["a"], nonce=first.nonce, version=first.version))
+    [second] = proto.responses(snapshot(eds={"a": "v2", "b": "v1"}))
+    assert proto.on_request(request(types.ENDPOINT, ["a", "b"], nonce=first.nonce)) is None
+    assert proto.responses(snapshot(eds={"a": "v2", "b": "v1"})) == []
+    assert proto.info.status(types.ENDPOINT).state is SyncState.STALE
+    assert second.nonce != first.nonce
+
+
+def test_garbage_nonce_is_a_clear_error(proto: SotwProtocol) -> None:
+    proto.on_request(request(types.CLUSTER))
+    proto.responses(snapshot(cds=["a"]))
+    with pytest.raises(StreamError) as caught:
+        proto.on_request(request(types.CLUSTER, nonce="not-ours"))
+    assert caught.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert "never sent" in caught.value.message
+
+
+def test_unknown_type_url_is_rejected(proto: SotwProtocol) -> None:
+    with pytest.raises(StreamError) as caught:
+        proto.on_request(request("type.googleapis.com/no.Such"))
+    assert "unknown type URL" in caught.value.message
+
+
+def test_per_type_service_refuses_other_types(info: StreamInfo) -> None:
+    proto = SotwProtocol(info, SERVED, fixed_type=types.CLUSTER)
+    with pytest.raises(StreamError):
+        proto.on_request(request(types.LISTENER))
+    proto.on_request(request(""))  # the service's own type may be left implicit
+    assert proto.responses(snapshot(cds=["a"]))[0].type_url == types.CLUSTER
+
+
+def test_legacy_empty_list_is_wildcard_only_for_lds_cds(proto: SotwProtocol) -> None:
+    proto.on_request(request(types.ROUTE))
+    assert proto.responses(snapshot(rds=["r"])) == []
+    proto.on_request(request(types.LISTENER))
+    assert names_in(proto.responses(snapshot(lds=["l1", "l2"], rds=["r"]))[0].payload) == [
+        "l1",
+        "l2",
+    ]
+
+
+def test_legacy_wildcard_ends_once_a_name_was_subscribed(proto: SotwProtocol) -> None:
+    proto.on_request(request(types.CLUSTER, ["a"]))
+    [out] = proto.responses(snapshot(cds=["a", "b"]))
+    assert names_in(out.payload) == ["a"]
+    proto.on_request(request(types.CLUSTER, [], nonce=out.nonce, version=out.version))
+    [empty] = proto.responses(snapshot(cds=["a", "b"]))
+    assert names_in(empty.payload) == []  # an empty list now unsubscribes, it is no wildcard
+
+
+def test_explicit_star_is_wildcard_for_any_type(proto: SotwProtocol) -> None:
+    proto.on_request(request(types.ROUTE, ["*"]))
+    assert sorted(names_in(proto.responses(snapshot(rds=["x", "y"]))[0].payload)) == ["x", "y"]
+
+
+def test_names_that_do_not_exist_yet_are_sent_when_they_appear(proto: SotwProtocol) -> None:
+    proto.on_request(request(types.ROUTE, ["9080"]))
+    assert proto.responses(snapshot(rds=["other"])) == []
+    [out] = proto.responses(snapshot(rds=["other", "9080"]))
+    assert names_in(out.payload) == ["9080"]
+
+
+def test_named_types_may_be_partial(proto: SotwProtocol) -> None:
+    proto.on_request(request(types.ENDPOINT, ["a"]))
+    [out] = proto.responses(snapshot(eds=["a", "b", "c"]))
+    assert names_in(out.payload) == ["a"]
+
+
+def test_new_subscription_in_an_ack_is_answered(proto: SotwProtocol) -> None:
+    proto.on_request(request(types.ENDPOINT, ["a"]))
+    snap = snapshot(eds=["a", "b"])
+    [out] = proto.responses(snap)
+    proto.on_request(request(types.ENDPOINT, ["a", "b"], nonce=out.nonce, version=out.version))
+    [grown] = proto.responses(snap)
+    assert names_in(grown.payload) == ["a", "b"]
+
+
+def test_push_order_and_eds_after_every_cds_change(proto: SotwProtocol) -> None:
+    for type_url in (types.ROUTE, types.LISTENER, types.ENDPOINT, types.CLUSTER):
+        proto.on_request(request(type_url, ["r"] if type_url == types.ROUTE else ["a"]))
+    outs = proto.responses(snapshot(cds=["a"], eds=["a"], lds=["a"], rds=["r"]))
+    assert [o.type_url for o in outs] == [types.CLUSTER, types.ENDPOINT, types.LISTENER, types.ROUTE]
+    for out in outs:
+        names = ["r"] if out.type_url == types.ROUTE else ["a"]
+        proto.on_request(request(out.type_url, names, nonce=out.nonce, version=out.version))
+    # Only CDS changed, yet EDS goes out again right after it, unchanged.
+    again = proto.responses(snapshot(cds={"a": "v2"}, eds=["a"], lds=["a"], rds=["r"]))
+    assert [o.type_url for o in again] == [types.CLUSTER, types.ENDPOINT]
+    assert again[1].version == outs[1].version
+
+
+def test_reconnect_request_with_old_nonce_is_treated_as_initial(info: StreamInfo) -> None:
+    proto = SotwProtocol(info, SERVED)
+    proto.on_request(request(types.CLUSTER, nonce="1f-3", version="old"))
+    assert len(proto.responses(snapshot(cds=["a"]))) == 1
+
+
+def test_response_bytes_are_shared_between_streams(info: StreamInfo) -> None:
+    snap = snapshot(cds=["a"])
+    resource = snap.types[types.CLUSTER].resources["a"]
+    one = SotwProtocol(info, SERVED)
+    two = SotwProtocol(StreamInfo(stream_id=8, peer="p", delta=False), SERVED)
+    for proto in (one, two):
+        proto.on_request(request(types.CLUSTER))
+        [out] = proto.responses(snap)
+        assert out.payload.endswith(resource.sotw_field)
+    assert resource.sotw_field is resource.sotw_field  # encoded once, cached
