@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import grpc
 
-DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 def create_server(

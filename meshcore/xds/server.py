@@ -5,7 +5,9 @@ protocol object, and a pusher that wakes on a request or a snapshot change, asks
 what to send, and writes it with a send timeout (a stuck client loses its stream instead of
 holding resources). Responses are pre-encoded bytes (see `resource.py`), so the response
 serializer is the identity. Protocol violations end the stream with a clear gRPC status and a
-log line; other streams are unaffected.
+log line; other streams are unaffected. Requests larger than `max_request_bytes` are refused
+by the stream itself (RESOURCE_EXHAUSTED naming the sizes); grpc's own transport limit, set
+higher in `meshcore.grpc_server`, only backs that up.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -67,6 +70,23 @@ def _identity(payload: bytes) -> bytes:
     return payload
 
 
+@dataclass(frozen=True, slots=True)
+class OversizedRequest:
+    """Stands in for a request too large to parse, so the stream can refuse it by name."""
+
+    size: int
+    limit: int
+
+
+def _bounded_parser(message_type: Any, limit: int) -> Callable[[bytes], Any]:
+    def parse(payload: bytes) -> Any:
+        if len(payload) > limit:
+            return OversizedRequest(len(payload), limit)
+        return message_type.FromString(payload)
+
+    return parse
+
+
 class XdsServer:
     """Serves snapshots from a `SnapshotCache` to xDS clients; see the module docstring."""
 
@@ -77,12 +97,14 @@ class XdsServer:
         *,
         served_types: frozenset[str] = frozenset(types.PUSH_ORDER),
         send_timeout: float = 10.0,
+        max_request_bytes: int = 1024 * 1024,
     ) -> None:
         self.cache = cache
         self.streams: dict[int, StreamInfo] = {}
         self._callbacks = callbacks
         self._served_types = served_types
         self._send_timeout = send_timeout
+        self._max_request_bytes = max_request_bytes
         self._ids = itertools.count(1)
 
     def add_to(self, server: grpc.aio.Server) -> None:
@@ -104,7 +126,7 @@ class XdsServer:
 
         return grpc.stream_stream_rpc_method_handler(
             handle,
-            request_deserializer=request_type.FromString,
+            request_deserializer=_bounded_parser(request_type, self._max_request_bytes),
             response_serializer=_identity,
         )
 
@@ -129,6 +151,8 @@ class XdsServer:
                 first = await anext(iterator)
             except StopAsyncIteration:
                 return
+            if isinstance(first, OversizedRequest):
+                self._apply(protocol, first)
             self._accept_node(info, first.node)
             info.cache_key = self._callbacks.on_stream_open(info)
             opened = True
@@ -192,6 +216,11 @@ class XdsServer:
             wake.set()
 
     def _apply(self, protocol: Protocol, request: Any) -> None:
+        if isinstance(request, OversizedRequest):
+            raise StreamError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"request of {request.size} bytes exceeds the limit of {request.limit} bytes",
+            )
         reply = protocol.on_request(request)
         if reply is not None:
             self._report(protocol.info, reply)

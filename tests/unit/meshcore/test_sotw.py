@@ -180,7 +180,12 @@ def test_push_order_and_eds_after_every_cds_change(proto: SotwProtocol) -> None:
     for type_url in (types.ROUTE, types.LISTENER, types.ENDPOINT, types.CLUSTER):
         proto.on_request(request(type_url, ["r"] if type_url == types.ROUTE else ["a"]))
     outs = proto.responses(snapshot(cds=["a"], eds=["a"], lds=["a"], rds=["r"]))
-    assert [o.type_url for o in outs] == [types.CLUSTER, types.ENDPOINT, types.LISTENER, types.ROUTE]
+    assert [o.type_url for o in outs] == [
+        types.CLUSTER,
+        types.ENDPOINT,
+        types.LISTENER,
+        types.ROUTE,
+    ]
     for out in outs:
         names = ["r"] if out.type_url == types.ROUTE else ["a"]
         proto.on_request(request(out.type_url, names, nonce=out.nonce, version=out.version))

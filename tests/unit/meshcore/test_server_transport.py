@@ -1,0 +1,213 @@
+"""The xDS transport over real gRPC sockets: statuses for bad input, isolation of streams."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+
+from meshcore.grpc_server import bind, create_server
+from meshcore.xds import types
+from meshcore.xds.cache import SnapshotCache
+from meshcore.xds.errors import InvalidNode
+from meshcore.xds.server import XdsServer
+from meshcore.xds.status import StreamInfo
+from tests.unit.meshcore.conftest import names_in, snapshot
+
+
+class RecordingCallbacks:
+    """Accepts node ids starting with "ok", keys every stream by its node id."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, ...]] = []
+
+    def on_stream_open(self, stream: StreamInfo) -> str:
+        if not stream.node_id.startswith("ok"):
+            raise InvalidNode(f"node id {stream.node_id!r} is malformed")
+        return stream.node_id
+
+    def on_stream_closed(self, stream: StreamInfo) -> None:
+        self.events.append(("closed", stream.node_id))
+
+    def on_response_sent(self, stream: StreamInfo, type_url: str, version: str, count: int) -> None:
+        self.events.append(("sent", stream.node_id, type_url))
+
+    def on_ack(self, stream: StreamInfo, type_url: str, version: str) -> None:
+        self.events.append(("ack", stream.node_id, type_url))
+
+    def on_nack(self, stream: StreamInfo, type_url: str, error: str) -> None:
+        self.events.append(("nack", stream.node_id, error))
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[XdsServer, RecordingCallbacks, str]]:
+    cache = SnapshotCache()
+    callbacks = RecordingCallbacks()
+    xds = XdsServer(cache, callbacks, max_request_bytes=64 * 1024)
+    server = create_server()
+    xds.add_to(server)
+    port = bind(server, "127.0.0.1:0")
+    await server.start()
+    try:
+        yield xds, callbacks, f"127.0.0.1:{port}"
+    finally:
+        await server.stop(grace=None)
+
+
+def node_request(node_id: str, type_url: str = types.CLUSTER, **fields):
+    return discovery_pb2.DiscoveryRequest(
+        node=base_pb2.Node(id=node_id), type_url=type_url, **fields
+    )
+
+
+async def until(condition, attempts: int = 250) -> None:
+    for _ in range(attempts):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+class Client:
+    """A hand-driven ADS client: push requests in, read responses out."""
+
+    def __init__(self, address: str) -> None:
+        self.channel = grpc.aio.insecure_channel(address)
+        self.queue: asyncio.Queue[discovery_pb2.DiscoveryRequest | None] = asyncio.Queue()
+        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self.channel)
+        self.call = stub.StreamAggregatedResources(self._requests())
+
+    async def _requests(self) -> AsyncIterator[discovery_pb2.DiscoveryRequest]:
+        while (item := await self.queue.get()) is not None:
+            yield item
+
+    def send(self, request: discovery_pb2.DiscoveryRequest) -> None:
+        self.queue.put_nowait(request)
+
+    async def receive(self) -> discovery_pb2.DiscoveryResponse:
+        return await asyncio.wait_for(self.call.read(), 5)
+
+    async def failure(self) -> grpc.aio.AioRpcError:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            while True:
+                response = await asyncio.wait_for(self.call.read(), 5)
+                assert response is not grpc.aio.EOF, "stream ended without an error status"
+        return caught.value
+
+    async def close(self) -> None:
+        self.call.cancel()
+        await self.channel.close()
+
+
+async def test_serves_a_snapshot_and_records_the_ack(served) -> None:
+    xds, callbacks, address = served
+    xds.cache.set("ok-1", snapshot(cds=["a"]))
+    client = Client(address)
+    client.send(node_request("ok-1"))
+    response = await client.receive()
+    assert names_in(response.SerializeToString()) == ["a"]
+    client.send(
+        discovery_pb2.DiscoveryRequest(
+            type_url=types.CLUSTER,
+            response_nonce=response.nonce,
+            version_info=response.version_info,
+        )
+    )
+    await until(lambda: ("ack", "ok-1", types.CLUSTER) in callbacks.events)
+    xds.cache.set("ok-1", snapshot(cds=["a", "b"]))
+    pushed = await client.receive()
+    assert sorted(names_in(pushed.SerializeToString())) == ["a", "b"]
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    ("first", "expected"),
+    [
+        (node_request("bad~node"), "malformed"),
+        (node_request("ok-2", "type.googleapis.com/no.Such"), "unknown type URL"),
+        (discovery_pb2.DiscoveryRequest(type_url=types.CLUSTER), "must carry node.id"),
+    ],
+)
+async def test_bad_first_requests_get_invalid_argument(served, first, expected) -> None:
+    _, _, address = served
+    client = Client(address)
+    client.send(first)
+    error = await client.failure()
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert expected in error.details()
+    await client.close()
+
+
+async def test_garbage_nonce_ends_only_that_stream(served) -> None:
+    xds, _, address = served
+    xds.cache.set("ok-a", snapshot(cds=["a"]))
+    xds.cache.set("ok-b", snapshot(cds=["b"]))
+    bad, good = Client(address), Client(address)
+    bad.send(node_request("ok-a"))
+    good.send(node_request("ok-b"))
+    await bad.receive()
+    first = await good.receive()
+    bad.send(discovery_pb2.DiscoveryRequest(type_url=types.CLUSTER, response_nonce="zz"))
+    error = await bad.failure()
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "never sent" in error.details()
+    good.send(discovery_pb2.DiscoveryRequest(type_url=types.CLUSTER, response_nonce=first.nonce))
+    xds.cache.set("ok-b", snapshot(cds=["b", "c"]))
+    assert sorted(names_in((await good.receive()).SerializeToString())) == ["b", "c"]
+    await bad.close()
+    await good.close()
+
+
+async def test_oversized_request_gets_resource_exhausted(served, caplog) -> None:
+    xds, _, address = served
+    caplog.set_level("INFO")
+    xds.cache.set("ok-big", snapshot(cds=["a"]))
+    client = Client(address)
+    client.send(node_request("ok-big"))
+    await client.receive()
+    client.send(
+        discovery_pb2.DiscoveryRequest(type_url=types.CLUSTER, resource_names=["x" * 100_000])
+    )
+    error = await client.failure()
+    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "exceeds the limit of 65536 bytes" in error.details()
+    assert "exceeds the limit" in caplog.text
+    await client.close()
+
+
+async def test_closed_streams_are_forgotten(served) -> None:
+    xds, callbacks, address = served
+    xds.cache.set("ok-c", snapshot(cds=["a"]))
+    client = Client(address)
+    client.send(node_request("ok-c"))
+    await client.receive()
+    assert [s.node_id for s in xds.streams.values()] == ["ok-c"]
+    await client.close()
+    await until(lambda: not xds.streams)
+    assert ("closed", "ok-c") in callbacks.events
+
+
+async def test_a_client_that_stops_reading_loses_its_stream(caplog) -> None:
+    cache = SnapshotCache()
+    xds = XdsServer(cache, RecordingCallbacks(), send_timeout=0.5)
+    server = create_server()
+    xds.add_to(server)
+    address = f"127.0.0.1:{bind(server, '127.0.0.1:0')}"
+    await server.start()
+    try:
+        huge = {f"c{i}": "x" * 50_000 for i in range(200)}  # ~10 MB, far past flow control
+        cache.set("ok-stuck", snapshot(cds=huge))
+        stuck = Client(address)
+        stuck.send(node_request("ok-stuck"))
+        await until(lambda: bool(xds.streams))
+        for step in range(2):  # each push is a new, different full set it will never read
+            cache.set("ok-stuck", snapshot(cds={k: f"{v}{step}" for k, v in huge.items()}))
+        await until(lambda: not xds.streams)
+        assert "timed out after 0.5s" in caplog.text
+        await stuck.close()
+    finally:
+        await server.stop(grace=None)
