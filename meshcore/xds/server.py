@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -252,6 +253,7 @@ class XdsServer:
             snapshot = watch.snapshot
             if snapshot is None:
                 continue
+            began = time.perf_counter()
             for outgoing in protocol.responses(snapshot):
                 try:
                     await asyncio.wait_for(context.write(outgoing.payload), self._send_timeout)
@@ -262,5 +264,5 @@ class XdsServer:
                         f"{self._send_timeout}s",
                     ) from None
                 self._callbacks.on_response_sent(
-                    info, outgoing.type_url, outgoing.version, outgoing.resource_count
+                    info, outgoing.type_url, outgoing.resource_count, time.perf_counter() - began
                 )

@@ -33,7 +33,7 @@ class RecordingCallbacks:
     def on_stream_closed(self, stream: StreamInfo) -> None:
         self.events.append(("closed", stream.node_id))
 
-    def on_response_sent(self, stream: StreamInfo, type_url: str, version: str, count: int) -> None:
+    def on_response_sent(self, stream: StreamInfo, type_url: str, count: int, secs: float) -> None:
         self.events.append(("sent", stream.node_id, type_url))
 
     def on_ack(self, stream: StreamInfo, type_url: str, version: str) -> None:
