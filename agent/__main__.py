@@ -1,0 +1,122 @@
+"""`mesh-agent` / `python -m agent`: run one workload's Envoy and its health endpoint.
+
+This is the process-level wrapper: it parses flags into a `ProxySpec`, runs the `EnvoyProcess`
+supervisor and the `HealthServer` until SIGTERM or SIGINT, then drains Envoy and exits 0.
+The event loop is owned by `main()` (asyncio.run); both services own their own tasks.
+"""
+
+import argparse
+import asyncio
+import logging
+import signal
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent.bootstrap import (
+    PILOT_PORT,
+    InterceptionMode,
+    ProxySpec,
+    ProxyType,
+    XdsApi,
+    build_bootstrap,
+    parse_host_port,
+)
+from agent.envoy_process import EnvoyOptions, EnvoyProcess
+from agent.health import HealthServer
+
+_XDS_APIS = {"grpc": XdsApi.GRPC, "delta": XdsApi.DELTA_GRPC}
+
+
+def _labels(text: str) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"label {item!r} is not key=value")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def _pilot(text: str) -> str:
+    try:
+        parse_host_port(text, PILOT_PORT)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="mesh-agent", description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--ip", required=True, help="the workload's own address; Envoy binds its ports here")
+    add("--pod", required=True, help="workload (pod) name")
+    add("--namespace", default="default")
+    add("--service-account", default="default")
+    add("--labels", type=_labels, default={}, help="k=v,k2=v2")
+    add("--pilot", type=_pilot, default=f"127.0.0.1:{PILOT_PORT}", help="pilot xDS host:port")
+    add("--type", choices=[t.value for t in ProxyType], default=ProxyType.SIDECAR.value)
+    add("--xds", choices=list(_XDS_APIS), default="grpc", help="state of the world or delta")
+    add("--interception", choices=[m.value for m in InterceptionMode], default="NONE")
+    add("--http-proxy-port", type=int, help="port of the sidecar's outbound HTTP proxy listener")
+    add("--app-address", default="127.0.0.1", help="where the application listens")
+    add("--cluster-id", default="Kubernetes")
+    add("--mesh-id", default="cluster.local")
+    add("--initial-fetch-timeout", type=float, default=0.0, help="seconds; 0 waits for pilot")
+    add("--drain-seconds", type=float, default=5.0)
+    add("--run-dir", type=Path, help="bootstrap and Envoy log (default: a per-pod temp dir)")
+    add("--log-level", default="info", help="Envoy's log level")
+    return parser.parse_args(argv)
+
+
+def spec_from_args(args: argparse.Namespace) -> ProxySpec:
+    return ProxySpec(
+        ip=args.ip,
+        pod=args.pod,
+        namespace=args.namespace,
+        pilot=args.pilot,
+        proxy_type=ProxyType(args.type),
+        xds_api=_XDS_APIS[args.xds],
+        service_account=args.service_account,
+        labels=args.labels,
+        interception=InterceptionMode(args.interception),
+        http_proxy_port=args.http_proxy_port,
+        app_address=args.app_address,
+        cluster_id=args.cluster_id,
+        mesh_id=args.mesh_id,
+        initial_fetch_timeout=args.initial_fetch_timeout,
+    )
+
+
+async def run(args: argparse.Namespace) -> None:
+    spec = spec_from_args(args)
+    run_dir = args.run_dir or Path(
+        tempfile.gettempdir(), "mesh-agent", f"{spec.pod}.{spec.namespace}"
+    )
+    envoy = EnvoyProcess(
+        build_bootstrap(spec),
+        spec.admin_url,
+        run_dir,
+        EnvoyOptions(log_level=args.log_level, drain_seconds=args.drain_seconds),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with envoy, HealthServer(spec.ip, spec.admin_url):
+            await stop.wait()
+            logging.info("stopping: draining envoy for up to %.1fs", args.drain_seconds)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run(parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

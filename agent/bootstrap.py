@@ -1,0 +1,221 @@
+"""Envoy's bootstrap for one workload: who the proxy is and where pilot is.
+
+Everything else (listeners, routes, clusters, secrets) comes from pilot over ADS; the bootstrap
+only names the node the way Istio does (pilot keys its per-proxy view on it), points ADS at
+pilot, and adds the two fixed static pieces: the admin interface on 15000 and the Prometheus
+stats listener on 15090. Every port is bound to the workload's own address, so many Envoys share
+one host with Istio's fixed ports. A pure function of a `ProxySpec`: no tasks, no I/O.
+"""
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+ADMIN_PORT = 15000
+STATS_PORT = 15090
+PILOT_PORT = 15010
+XDS_CLUSTER = "xds-grpc"
+STATS_CLUSTER = "prometheus_stats"
+
+_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+_HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_ROUTER = "envoy.extensions.filters.http.router.v3.Router"
+
+
+class ProxyType(StrEnum):
+    SIDECAR = "sidecar"
+    ROUTER = "router"
+
+
+class XdsApi(StrEnum):
+    """ADS flavour: state of the world or incremental (delta)."""
+
+    GRPC = "GRPC"
+    DELTA_GRPC = "DELTA_GRPC"
+
+
+class InterceptionMode(StrEnum):
+    NONE = "NONE"
+    REDIRECT = "REDIRECT"
+
+
+@dataclass(frozen=True)
+class ProxySpec:
+    """Identity of one workload's proxy and the pilot it talks to."""
+
+    ip: str
+    pod: str
+    namespace: str
+    pilot: str = f"127.0.0.1:{PILOT_PORT}"
+    proxy_type: ProxyType = ProxyType.SIDECAR
+    xds_api: XdsApi = XdsApi.GRPC
+    service_account: str = "default"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    instance_ips: tuple[str, ...] = ()
+    interception: InterceptionMode = InterceptionMode.NONE
+    http_proxy_port: int | None = None
+    app_address: str = "127.0.0.1"
+    cluster_id: str = "Kubernetes"
+    mesh_id: str = "cluster.local"
+    # How long Envoy waits for its first CDS/LDS before going live without them; 0 waits for
+    # pilot forever, as Istio does (listeners, 15090 included, accept nothing until then).
+    initial_fetch_timeout: float = 0.0
+
+    @property
+    def node_id(self) -> str:
+        ns = self.namespace
+        return f"{self.proxy_type}~{self.ip}~{self.pod}.{ns}~{ns}.svc.cluster.local"
+
+    @property
+    def node_cluster(self) -> str:
+        return f"{self.labels.get('app', self.pod)}.{self.namespace}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{_url_host(self.ip)}:{ADMIN_PORT}"
+
+
+def parse_host_port(address: str, default_port: int) -> tuple[str, int]:
+    """Split `host`, `host:port` or `[v6]:port`; raise ValueError if malformed."""
+    parts = urlsplit(f"//{address}")
+    if not parts.hostname:
+        raise ValueError(f"no host in address {address!r}")
+    return parts.hostname, parts.port or default_port
+
+
+def build_bootstrap(spec: ProxySpec) -> dict[str, Any]:
+    """The bootstrap as plain JSON-ready data (Envoy's v3 Bootstrap schema)."""
+    ads = {
+        "ads": {},
+        "resource_api_version": "V3",
+        "initial_fetch_timeout": f"{spec.initial_fetch_timeout:.3f}s",
+    }
+    return {
+        "node": {
+            "id": spec.node_id,
+            "cluster": spec.node_cluster,
+            "metadata": _node_metadata(spec),
+        },
+        "admin": {"address": _socket(spec.ip, ADMIN_PORT)},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": str(spec.xds_api),
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+                "set_node_on_first_message_only": True,
+            },
+            "cds_config": ads,
+            "lds_config": dict(ads),
+        },
+        "static_resources": {
+            "clusters": [_xds_cluster(spec.pilot), _stats_cluster(spec.ip)],
+            "listeners": [_stats_listener(spec.ip)],
+        },
+    }
+
+
+def _node_metadata(spec: ProxySpec) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "NAMESPACE": spec.namespace,
+        "NAME": spec.pod,
+        "LABELS": dict(spec.labels),
+        "SERVICE_ACCOUNT": spec.service_account,
+        "INSTANCE_IPS": ",".join(spec.instance_ips or (spec.ip,)),
+        "INTERCEPTION_MODE": str(spec.interception),
+        "APP_ADDRESS": spec.app_address,
+        "CLUSTER_ID": spec.cluster_id,
+        "MESH_ID": spec.mesh_id,
+    }
+    if spec.http_proxy_port is not None:
+        metadata["HTTP_PROXY_PORT"] = str(spec.http_proxy_port)
+    return metadata
+
+
+def _xds_cluster(pilot: str) -> dict[str, Any]:
+    host, port = parse_host_port(pilot, PILOT_PORT)
+    cluster: dict[str, Any] = {
+        "name": XDS_CLUSTER,
+        "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
+        "connect_timeout": "1s",
+        "load_assignment": _load_assignment(XDS_CLUSTER, host, port),
+        "upstream_connection_options": {"tcp_keepalive": {"keepalive_time": 300}},
+        "typed_extension_protocol_options": {
+            _PROTOCOL_OPTIONS: {
+                "@type": _type_url(_PROTOCOL_OPTIONS),
+                "explicit_http_config": {
+                    "http2_protocol_options": {
+                        "connection_keepalive": {"interval": "30s", "timeout": "10s"}
+                    }
+                },
+            }
+        },
+    }
+    if not _is_ip(host):
+        cluster["dns_lookup_family"] = "V4_PREFERRED"
+    return cluster
+
+
+def _stats_cluster(ip: str) -> dict[str, Any]:
+    return {
+        "name": STATS_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "0.250s",
+        "load_assignment": _load_assignment(STATS_CLUSTER, ip, ADMIN_PORT),
+    }
+
+
+def _stats_listener(ip: str) -> dict[str, Any]:
+    route = {"match": {"prefix": "/stats/prometheus"}, "route": {"cluster": STATS_CLUSTER}}
+    manager = {
+        "@type": _type_url(_HCM),
+        "stat_prefix": "stats",
+        "codec_type": "AUTO",
+        "route_config": {
+            "virtual_hosts": [{"name": "backend", "domains": ["*"], "routes": [route]}]
+        },
+        "http_filters": [
+            {"name": "envoy.filters.http.router", "typed_config": {"@type": _type_url(_ROUTER)}}
+        ],
+    }
+    return {
+        "name": STATS_CLUSTER,
+        "address": _socket(ip, STATS_PORT),
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": manager,
+                    }
+                ]
+            }
+        ],
+    }
+
+
+def _load_assignment(name: str, host: str, port: int) -> dict[str, Any]:
+    endpoint = {"endpoint": {"address": _socket(host, port)}}
+    return {"cluster_name": name, "endpoints": [{"lb_endpoints": [endpoint]}]}
+
+
+def _socket(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _type_url(name: str) -> str:
+    return f"type.googleapis.com/{name}"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _url_host(ip: str) -> str:
+    return f"[{ip}]" if ":" in ip else ip
