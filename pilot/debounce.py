@@ -21,6 +21,7 @@ class PushRequest:
 
     full: bool
     endpoints: frozenset[str] = frozenset()  # hostnames whose endpoints changed
+    workload_addresses: frozenset[str] = frozenset()  # addresses of workloads that changed
     reason: str = ""
     started: float = field(default_factory=time.monotonic)
 
@@ -28,6 +29,7 @@ class PushRequest:
         return PushRequest(
             full=self.full or other.full,
             endpoints=self.endpoints | other.endpoints,
+            workload_addresses=self.workload_addresses | other.workload_addresses,
             reason=self.reason if self.reason == other.reason else f"{self.reason},{other.reason}",
             started=min(self.started, other.started),
         )

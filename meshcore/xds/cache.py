@@ -36,7 +36,7 @@ class SnapshotCache:
     def delete(self, key: str) -> None:
         self._snapshots.pop(key, None)
 
-    def keys(self) -> Iterator[str]:
+    def node_keys(self) -> Iterator[str]:
         return iter(tuple(self._snapshots))
 
     def watched_keys(self) -> Iterator[str]:

@@ -1,0 +1,59 @@
+"""`python -m pilot` / `pilot-discovery`: run pilot alone until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+from meshcore.logs import configure_logging
+from pilot.registry import ConfigError
+from pilot.server import Pilot, PilotOptions
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="pilot-discovery", description=__doc__)
+    parser.add_argument(
+        "--config-dir", type=Path, required=True, help="ServiceEntry/WorkloadEntry YAML"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--grpc-port", type=int, default=15010)
+    parser.add_argument("--monitoring-port", type=int, default=15014)
+    parser.add_argument("--debounce", type=float, default=0.1, help="quiet period, seconds")
+    parser.add_argument("--debounce-max", type=float, default=1.0, help="longest wait, seconds")
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+async def run(args: argparse.Namespace) -> None:
+    options = PilotOptions(
+        config_dir=args.config_dir,
+        host=args.host,
+        grpc_port=args.grpc_port,
+        monitoring_port=args.monitoring_port,
+        debounce=args.debounce,
+        debounce_max=args.debounce_max,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with Pilot(options):
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        asyncio.run(run(args))
+    except ConfigError as error:
+        print(f"pilot: invalid configuration: {error}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

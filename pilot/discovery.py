@@ -1,0 +1,108 @@
+"""Pilot's side of the xDS server: which proxies are connected, and pushing to them.
+
+`DiscoveryService` implements the core's `StreamCallbacks`: a new stream's node is parsed into
+a `Proxy` (a malformed node is refused with the reason), and the proxy's snapshot is published
+in the cache under its node id. On each debounced change, `push` installs the new push context
+and republishes every connected proxy's snapshot (full, or only the endpoints that moved); the
+streams take it from there. It also feeds pilot's metrics. All of it runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from meshcore.xds import types
+from meshcore.xds.cache import SnapshotCache
+from meshcore.xds.status import StreamInfo
+from pilot.debounce import PushRequest
+from pilot.metrics import PilotMetrics
+from pilot.model import Proxy
+from pilot.push_context import PushContext
+from pilot.snapshots import SnapshotGenerator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Connection:
+    proxy: Proxy
+    streams: set[int] = field(default_factory=set)
+    push_started: float | None = None  # monotonic time of the change being delivered
+
+
+class DiscoveryService:
+    def __init__(self, context: PushContext, metrics: PilotMetrics) -> None:
+        self.cache = SnapshotCache()
+        self.context = context
+        self._metrics = metrics
+        self._generator = SnapshotGenerator()
+        self._connections: dict[str, _Connection] = {}
+
+    def proxies(self) -> dict[str, Proxy]:
+        return {key: c.proxy for key, c in self._connections.items()}
+
+    # StreamCallbacks
+
+    def on_stream_open(self, stream: StreamInfo) -> str:
+        key = stream.node_id
+        connection = self._connections.get(key)
+        if connection is None:
+            proxy = Proxy.from_node(stream.node)
+            connection = self._connections[key] = _Connection(proxy)
+            self.cache.set(key, self._generator.full(self.context, proxy))
+        connection.streams.add(stream.stream_id)
+        self._metrics.connected.set(sum(len(c.streams) for c in self._connections.values()))
+        return key
+
+    def on_stream_closed(self, stream: StreamInfo) -> None:
+        connection = self._connections.get(stream.cache_key)
+        if connection is not None:
+            connection.streams.discard(stream.stream_id)
+            if not connection.streams:
+                del self._connections[stream.cache_key]
+                self.cache.delete(stream.cache_key)
+        self._metrics.connected.set(sum(len(c.streams) for c in self._connections.values()))
+
+    def on_response_sent(
+        self, stream: StreamInfo, type_url: str, resource_count: int, seconds: float
+    ) -> None:
+        label = types.short_name(type_url)
+        self._metrics.pushes.labels(label).inc()
+        self._metrics.push_time.labels(label).observe(seconds)
+        connection = self._connections.get(stream.cache_key)
+        if connection is not None and connection.push_started is not None:
+            self._metrics.convergence.observe(time.monotonic() - connection.push_started)
+            connection.push_started = None
+
+    def on_ack(self, stream: StreamInfo, type_url: str, version: str) -> None:
+        pass
+
+    def on_nack(self, stream: StreamInfo, type_url: str, error: str) -> None:
+        self._metrics.rejects.labels(types.short_name(type_url)).inc()
+
+    # Pushes
+
+    async def push(self, request: PushRequest, context: PushContext) -> None:
+        """Install `context` and republish the snapshot of every connected proxy."""
+        self.context = context
+        self._metrics.full_pushes.labels("full" if request.full else "endpoint").inc()
+        for key, connection in self._connections.items():
+            previous = self.cache.get(key)
+            proxy = connection.proxy
+            if request.full or previous is None or proxy.ip in request.workload_addresses:
+                snapshot = self._generator.full(context, proxy)
+            else:
+                snapshot = self._generator.endpoints_only(
+                    previous, context, proxy, request.endpoints
+                )
+            if snapshot is not previous:
+                connection.push_started = request.started
+                self.cache.set(key, snapshot)
+        log.debug(
+            "pushed %s (%s) to %d proxies",
+            "full" if request.full else f"eds {sorted(request.endpoints)}",
+            request.reason,
+            len(self._connections),
+        )

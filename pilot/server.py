@@ -1,0 +1,176 @@
+"""The pilot service object: xDS on 15010, monitoring on 15014, config reloads, pushes.
+
+`Pilot` composes the pieces and owns their lifecycles: the registry watcher and the debouncer
+run as tasks of its TaskGroup-like set, the gRPC and monitoring servers are started and
+stopped with it. It runs alone (`python -m pilot`) or inside another process (the local mesh,
+tests) through `async with Pilot(options)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+from aiohttp import web
+
+from meshcore.grpc_server import bind, create_server
+from meshcore.monitoring import MonitoringServer
+from meshcore.xds.server import XdsServer
+from pilot import debug
+from pilot.config_watch import ConfigWatcher
+from pilot.debounce import Debouncer, PushRequest
+from pilot.discovery import DiscoveryService
+from pilot.metrics import PilotMetrics
+from pilot.push_context import PushContext
+from pilot.registry import RegistrySnapshot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PilotOptions:
+    config_dir: Path
+    host: str = "127.0.0.1"
+    grpc_port: int = 15010
+    monitoring_port: int = 15014
+    debounce: float = 0.1
+    debounce_max: float = 1.0
+    send_timeout: float = 10.0
+    max_request_bytes: int = 1024 * 1024
+
+
+class Pilot:
+    def __init__(self, options: PilotOptions) -> None:
+        self.options = options
+        self.metrics = PilotMetrics()
+        self._versions = itertools.count(1)
+        self._watcher = ConfigWatcher(options.config_dir, self._on_registry)
+        self._registry = self._watcher.load()
+        self.discovery = DiscoveryService(self._context(self._registry), self.metrics)
+        self.xds = XdsServer(
+            self.discovery.cache,
+            self.discovery,
+            send_timeout=options.send_timeout,
+            max_request_bytes=options.max_request_bytes,
+        )
+        self._debouncer = Debouncer(
+            self._push,
+            quiet=options.debounce,
+            max_wait=options.debounce_max,
+            on_debounced=self.metrics.debounce.observe,
+        )
+        self._grpc: grpc.aio.Server | None = None
+        self.grpc_port = options.grpc_port
+        self.monitoring = MonitoringServer(
+            options.host, options.monitoring_port, self.metrics.registry, self._ready
+        )
+        self.monitoring.add_get("/debug/syncz", self._syncz)
+        self.monitoring.add_get("/debug/config_dump", self._config_dump)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def address(self) -> str:
+        return f"{self.options.host}:{self.grpc_port}"
+
+    async def start(self) -> None:
+        self._grpc = create_server()
+        self.xds.add_to(self._grpc)
+        self.grpc_port = bind(self._grpc, f"{self.options.host}:{self.options.grpc_port}")
+        await self._grpc.start()
+        await self.monitoring.start()
+        self._tasks = [
+            asyncio.create_task(self._debouncer.run(), name="pilot-debounce"),
+            asyncio.create_task(self._watcher.run(), name="pilot-config-watch"),
+        ]
+        log.info(
+            "pilot serving xDS on %s, monitoring on %s:%d, config from %s",
+            self.address,
+            self.options.host,
+            self.monitoring.port,
+            self.options.config_dir,
+        )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._grpc is not None:
+            await self._grpc.stop(grace=1.0)
+            self._grpc = None
+        await self.monitoring.stop()
+
+    async def __aenter__(self) -> Pilot:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def reload(self) -> bool:
+        """Re-read the config directory now (also done on every file change)."""
+        return self._watcher.reload()
+
+    def _context(self, registry: RegistrySnapshot) -> PushContext:
+        self.metrics.services.set(len(registry.services))
+        return PushContext.build(registry, version=str(next(self._versions)))
+
+    def _on_registry(self, registry: RegistrySnapshot) -> None:
+        previous, self._registry = self._registry, registry
+        if registry == previous:
+            return
+        self._debouncer.submit(classify_change(previous, registry))
+
+    async def _push(self, request: PushRequest) -> None:
+        await self.discovery.push(request, self._context(self._registry))
+
+    def _ready(self) -> bool:
+        return self._grpc is not None
+
+    async def _syncz(self, request: web.Request) -> web.Response:
+        return web.json_response(debug.syncz(self.xds.streams.values()))
+
+    async def _config_dump(self, request: web.Request) -> web.Response:
+        wanted = request.query.get("proxyID", "")
+        for key in self.discovery.cache.node_keys():
+            if wanted in (key, debug.proxy_id(key)):
+                snapshot = self.discovery.cache.get(key)
+                if snapshot is not None:
+                    return web.json_response(debug.config_dump(snapshot))
+        return web.json_response(
+            {"error": f"no connected proxy with proxyID {wanted!r}"}, status=404
+        )
+
+
+def classify_change(before: RegistrySnapshot, after: RegistrySnapshot) -> PushRequest:
+    """Full if services changed; else EDS for the services whose workloads moved.
+
+    A proxy whose own workload moved still gets a full push (its inbound side depends on it).
+    """
+    if before.services != after.services:
+        return PushRequest(full=True, reason="services")
+    moved = set(before.workloads).symmetric_difference(after.workloads)
+    hosts = frozenset(
+        service.hostname
+        for service in after.services
+        if any(service.selects(workload) for workload in moved)
+    )
+    return PushRequest(
+        full=False,
+        endpoints=hosts,
+        workload_addresses=frozenset(w.address for w in moved),
+        reason="endpoints",
+    )

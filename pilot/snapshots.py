@@ -1,0 +1,110 @@
+"""From (push context, proxy) to the `Snapshot` a proxy is served, without repeating work.
+
+Generation is per proxy *view*, not per proxy: the outbound side (clusters, routes, listeners,
+endpoints) depends only on `Proxy.view()`, so proxies with equal views share one generated and
+serialized result for the life of a push context. Only the small per-proxy part (inbound
+clusters, listeners bound to the proxy's own address) is built for each proxy. An endpoints-
+only change regenerates just the affected ClusterLoadAssignments, once for all proxies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from google.protobuf.message import Message
+
+from meshcore.xds import types
+from meshcore.xds.resource import Resource, Snapshot, TypeSnapshot
+from pilot.generators import clusters, endpoints, listeners, names, routes
+from pilot.model import Proxy, ProxyView
+from pilot.push_context import PushContext
+
+
+def _resources(messages: Iterable[Message], attribute: str = "name") -> list[Resource]:
+    return [Resource.from_message(getattr(m, attribute), m) for m in messages]
+
+
+@dataclass(frozen=True, slots=True)
+class _ViewConfig:
+    clusters: tuple[Resource, ...]
+    listeners: tuple[Resource, ...]
+    routes: TypeSnapshot
+    endpoints: TypeSnapshot
+
+
+class SnapshotGenerator:
+    """Caches per-view output for the current push context; a new context empties the cache."""
+
+    def __init__(self) -> None:
+        self._context_version: str | None = None
+        self._views: dict[ProxyView, _ViewConfig] = {}
+        self._load_assignments: dict[str, Resource | None] = {}
+
+    def full(self, ctx: PushContext, proxy: Proxy) -> Snapshot:
+        shared = self._view(ctx, proxy.view)
+        own_clusters = _resources(clusters.inbound_clusters(ctx, proxy))
+        own_listeners = _resources(listeners.proxy_listeners(ctx, proxy))
+        return Snapshot(
+            MappingProxyType(
+                {
+                    types.CLUSTER: TypeSnapshot.of((*shared.clusters, *own_clusters)),
+                    types.ENDPOINT: shared.endpoints,
+                    types.LISTENER: TypeSnapshot.of((*shared.listeners, *own_listeners)),
+                    types.ROUTE: shared.routes,
+                }
+            )
+        )
+
+    def endpoints_only(
+        self, previous: Snapshot, ctx: PushContext, proxy: Proxy, hostnames: frozenset[str]
+    ) -> Snapshot:
+        """`previous` with fresh endpoints for `hostnames`; `previous` itself if none changed."""
+        self._use(ctx)
+        current = previous.get(types.ENDPOINT)
+        if current is None:
+            return self.full(ctx, proxy)
+        updated = dict(current.resources)
+        changed = False
+        for name, old in current.resources.items():
+            parsed = names.parse_outbound_cluster(name)
+            if parsed is None or parsed.hostname not in hostnames:
+                continue
+            fresh = self._load_assignment(ctx, name)
+            if fresh is None:
+                del updated[name]
+                changed = True
+            elif fresh.version != old.version:
+                updated[name] = fresh
+                changed = True
+        if not changed:
+            return previous
+        return previous.replace(types.ENDPOINT, TypeSnapshot.of(updated.values()))
+
+    def _use(self, ctx: PushContext) -> None:
+        if ctx.version != self._context_version:
+            self._context_version = ctx.version
+            self._views.clear()
+            self._load_assignments.clear()
+
+    def _view(self, ctx: PushContext, view: ProxyView) -> _ViewConfig:
+        self._use(ctx)
+        found = self._views.get(view)
+        if found is None:
+            eds = _resources(endpoints.load_assignments(ctx, view), "cluster_name")
+            found = self._views[view] = _ViewConfig(
+                clusters=tuple(_resources(clusters.outbound_clusters(ctx, view))),
+                listeners=tuple(_resources(listeners.outbound_listeners(ctx, view))),
+                routes=TypeSnapshot.of(_resources(routes.outbound_routes(ctx, view))),
+                endpoints=TypeSnapshot.of(eds),
+            )
+        return found
+
+    def _load_assignment(self, ctx: PushContext, cluster_name: str) -> Resource | None:
+        if cluster_name not in self._load_assignments:
+            message = endpoints.load_assignment(ctx, cluster_name)
+            self._load_assignments[cluster_name] = (
+                None if message is None else Resource.from_message(cluster_name, message)
+            )
+        return self._load_assignments[cluster_name]
