@@ -52,4 +52,7 @@ class ConfigWatcher:
 
     async def run(self) -> None:
         async for _ in awatch(self.directory, debounce=self._settle_ms, step=20, recursive=True):
-            self.reload()
+            try:
+                self.reload()
+            except Exception:  # a bug in one reload must not end the watch
+                log.exception("reloading %s failed", self.directory)

@@ -162,7 +162,10 @@ def classify_change(before: RegistrySnapshot, after: RegistrySnapshot) -> PushRe
     """
     if before.services != after.services:
         return PushRequest(full=True, reason="services")
-    moved = set(before.workloads).symmetric_difference(after.workloads)
+    old = {(w.namespace, w.name, w.address): w for w in before.workloads}
+    new = {(w.namespace, w.name, w.address): w for w in after.workloads}
+    moved = [w for key, w in old.items() if new.get(key) != w]
+    moved += [w for key, w in new.items() if old.get(key) != w]
     hosts = frozenset(
         service.hostname
         for service in after.services

@@ -1,0 +1,158 @@
+"""LDS for sidecars: outbound listeners shared by a view, and the listeners of one proxy.
+
+Outbound listeners (`0.0.0.0_<port>` for HTTP, `<vip>_<port>` or `0.0.0.0_<port>` for TCP)
+never bind: `virtualOutbound` accepts captured traffic and hands each connection to the one
+matching its original destination. They depend only on the view, so proxies share them.
+
+The listeners of one proxy bind its own address: `virtualOutbound` (15001), `virtualInbound`
+(15006, one filter chain per inbound port), and, without traffic capture
+(INTERCEPTION_MODE=NONE, the local mesh), one `<ip>_<port>` listener per inbound port plus the
+explicit HTTP proxy listener on HTTP_PROXY_PORT that applications use as HTTP_PROXY.
+Gateways get no listeners until Gateway resources are supported.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from envoy.config.core.v3 import base_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
+from google.protobuf import wrappers_pb2
+
+from pilot.generators import names
+from pilot.generators.filters import http_connection_manager, tcp_proxy
+from pilot.generators.inbound import InboundPort, inbound_ports
+from pilot.generators.proto import pack, socket_address
+from pilot.generators.routes import inbound_route
+from pilot.model import InterceptionMode, NodeType, Proxy, ProxyView
+from pilot.push_context import PushContext
+
+ORIGINAL_DST_FILTER: Final = "envoy.filters.listener.original_dst"
+PASSTHROUGH_CHAIN: Final = "PassthroughFilterChain"
+INBOUND_BLACKHOLE_CHAIN: Final = "virtualInbound-blackhole"
+
+Listener = listener_pb2.Listener
+FilterChain = listener_components_pb2.FilterChain
+OUTBOUND: Final = base_pb2.TrafficDirection.OUTBOUND
+INBOUND: Final = base_pb2.TrafficDirection.INBOUND
+
+
+def outbound_listeners(ctx: PushContext, view: ProxyView) -> list[listener_pb2.Listener]:
+    """Sorted by name. HTTP takes `0.0.0.0_<port>` before any TCP service without a VIP
+    could; among TCP services the first by hostname keeps a contested listener."""
+    if view.type is not NodeType.SIDECAR:
+        return []
+    services = ctx.services_for(view.namespace)
+    listeners: dict[str, listener_pb2.Listener] = {}
+    http_ports = {p.number for s in services for p in s.ports if p.protocol.is_http}
+    for number in sorted(http_ports):
+        name = names.listener(names.WILDCARD_ADDRESS, number)
+        manager = http_connection_manager(f"outbound_{name}", rds=str(number))
+        listeners[name] = _unbound(name, names.WILDCARD_ADDRESS, number, manager)
+    for service in services:
+        for port in service.ports:
+            if port.protocol.is_http:
+                continue
+            cluster = names.outbound_cluster(port.number, service.hostname)
+            for address in service.vips or (names.WILDCARD_ADDRESS,):
+                name = names.listener(address, port.number)
+                if name not in listeners:
+                    listeners[name] = _unbound(name, address, port.number, tcp_proxy(cluster))
+    return [listeners[name] for name in sorted(listeners)]
+
+
+def proxy_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listener]:
+    """The listeners bound to the proxy's own address, sorted by name."""
+    if proxy.type is not NodeType.SIDECAR:
+        return []
+    ports = inbound_ports(ctx, proxy)
+    listeners = [_virtual_outbound(proxy), _virtual_inbound(proxy, ports)]
+    if proxy.interception_mode is InterceptionMode.NONE:
+        listeners += [
+            Listener(
+                name=names.listener(proxy.ip, inbound.port),
+                address=socket_address(proxy.ip, inbound.port),
+                traffic_direction=INBOUND,
+                filter_chains=[FilterChain(filters=[_inbound_filter(inbound)])],
+            )
+            for inbound in ports
+        ]
+    if proxy.http_proxy_port is not None:
+        listeners.append(_http_proxy(proxy.ip, proxy.http_proxy_port))
+    return sorted(listeners, key=lambda listener: listener.name)
+
+
+def _unbound(
+    name: str, address: str, port: int, network_filter: listener_components_pb2.Filter
+) -> listener_pb2.Listener:
+    """An outbound listener that only receives connections `virtualOutbound` hands over."""
+    return Listener(
+        name=name,
+        address=socket_address(address, port),
+        bind_to_port=wrappers_pb2.BoolValue(value=False),
+        traffic_direction=OUTBOUND,
+        filter_chains=[FilterChain(filters=[network_filter])],
+    )
+
+
+def _virtual_outbound(proxy: Proxy) -> listener_pb2.Listener:
+    return Listener(
+        name=names.VIRTUAL_OUTBOUND,
+        address=socket_address(proxy.ip, names.VIRTUAL_OUTBOUND_PORT),
+        use_original_dst=wrappers_pb2.BoolValue(value=True),
+        traffic_direction=OUTBOUND,
+        default_filter_chain=FilterChain(
+            name=PASSTHROUGH_CHAIN, filters=[tcp_proxy(names.PASSTHROUGH_CLUSTER)]
+        ),
+    )
+
+
+def _virtual_inbound(proxy: Proxy, ports: tuple[InboundPort, ...]) -> listener_pb2.Listener:
+    listener = Listener(
+        name=names.VIRTUAL_INBOUND,
+        address=socket_address(proxy.ip, names.VIRTUAL_INBOUND_PORT),
+        traffic_direction=INBOUND,
+        # Recover the port a redirected connection was headed for, to pick its filter chain.
+        listener_filters=[
+            listener_components_pb2.ListenerFilter(
+                name=ORIGINAL_DST_FILTER, typed_config=pack(original_dst_pb2.OriginalDst())
+            )
+        ],
+        filter_chains=[
+            FilterChain(
+                name=names.inbound_cluster(inbound.port),
+                filter_chain_match=listener_components_pb2.FilterChainMatch(
+                    destination_port=wrappers_pb2.UInt32Value(value=inbound.port)
+                ),
+                filters=[_inbound_filter(inbound)],
+            )
+            for inbound in ports
+        ],
+        default_filter_chain=FilterChain(
+            name=INBOUND_BLACKHOLE_CHAIN, filters=[tcp_proxy(names.BLACKHOLE_CLUSTER)]
+        ),
+    )
+    if proxy.interception_mode is InterceptionMode.TPROXY:
+        listener.transparent.value = True
+    return listener
+
+
+def _inbound_filter(inbound: InboundPort) -> listener_components_pb2.Filter:
+    if inbound.protocol.is_http:
+        stat_prefix = f"inbound_{names.listener(names.WILDCARD_ADDRESS, inbound.port)}"
+        return http_connection_manager(stat_prefix, route_config=inbound_route(inbound.port))
+    return tcp_proxy(names.inbound_cluster(inbound.port))
+
+
+def _http_proxy(ip: str, port: int) -> listener_pb2.Listener:
+    name = names.listener(ip, port)
+    manager = http_connection_manager(
+        f"outbound_{name}", rds=names.HTTP_PROXY_ROUTE, absolute_urls=True
+    )
+    return Listener(
+        name=name,
+        address=socket_address(ip, port),
+        traffic_direction=OUTBOUND,
+        filter_chains=[FilterChain(filters=[manager])],
+    )

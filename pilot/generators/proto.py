@@ -1,0 +1,36 @@
+"""Small builders for the Envoy API pieces every generator repeats.
+
+Packing with deterministic serialization matters: map fields (such as a cluster's
+`typed_extension_protocol_options`) would otherwise encode in arbitrary order, and identical
+config must encode to identical bytes for the serialize-once cache to share it.
+"""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import address_pb2, config_source_pb2
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
+
+
+def pack(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message, deterministic=True)
+    return packed
+
+
+def socket_address(address: str, port: int) -> address_pb2.Address:
+    return address_pb2.Address(
+        socket_address=address_pb2.SocketAddress(address=address, port_value=port)
+    )
+
+
+def ads() -> config_source_pb2.ConfigSource:
+    """Fetch over the stream the proxy already has open with pilot (ADS), xDS v3."""
+    return config_source_pb2.ConfigSource(
+        ads=config_source_pb2.AggregatedConfigSource(),
+        resource_api_version=config_source_pb2.ApiVersion.V3,
+    )
+
+
+def seconds(value: int) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=value)

@@ -1,0 +1,67 @@
+"""The registry's immutable output, and the collector that checks resources against each other.
+
+Each resource is validated on its own in `convert`; what needs all of them at once (the same
+resource twice, the same host in two ServiceEntries) is checked here. Whatever reads the
+resources (files now, Galley later) feeds them to a `SnapshotBuilder` and hands the resulting
+`RegistrySnapshot` to pilot, which rebuilds its push context from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from pilot.model import Service, WorkloadInstance
+from pilot.registry import convert
+from pilot.registry.errors import ConfigError, Source
+
+SERVICE_ENTRY: Final = "ServiceEntry"
+WORKLOAD_ENTRY: Final = "WorkloadEntry"
+KINDS: Final = frozenset({SERVICE_ENTRY, WORKLOAD_ENTRY})
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySnapshot:
+    """Every service (sorted by hostname) and WorkloadEntry (sorted by namespace/name)."""
+
+    services: tuple[Service, ...] = ()
+    workloads: tuple[WorkloadInstance, ...] = ()
+
+
+class SnapshotBuilder:
+    """Collects resources of the `KINDS` in any order; `build` sorts, so order never matters."""
+
+    def __init__(self) -> None:
+        self._resources: dict[tuple[str, str, str], Source] = {}
+        self._hosts: dict[str, tuple[Service, Source]] = {}
+        self._workloads: list[WorkloadInstance] = []
+
+    def add(self, source: Source, spec: object) -> None:
+        """Convert and add one resource; `source.kind` must be one of `KINDS`."""
+        key = (source.kind, source.namespace, source.name)
+        if key in self._resources:
+            raise ConfigError(
+                source, "metadata.name", f"also defined in {self._resources[key].file}"
+            )
+        if source.kind == SERVICE_ENTRY:
+            services = convert.service_entry(spec, source)
+            for service in services:
+                if service.hostname in self._hosts:
+                    other = self._hosts[service.hostname][1]
+                    raise ConfigError(
+                        source,
+                        "spec.hosts",
+                        f"host {service.hostname!r} is also declared by {other}",
+                    )
+            self._hosts.update((s.hostname, (s, source)) for s in services)
+        elif source.kind == WORKLOAD_ENTRY:
+            self._workloads.append(convert.workload_entry(spec, source))
+        else:
+            raise ValueError(f"{source}: kind {source.kind!r} is not one of {sorted(KINDS)}")
+        self._resources[key] = source
+
+    def build(self) -> RegistrySnapshot:
+        return RegistrySnapshot(
+            services=tuple(self._hosts[h][0] for h in sorted(self._hosts)),
+            workloads=tuple(sorted(self._workloads, key=lambda w: (w.namespace, w.name))),
+        )

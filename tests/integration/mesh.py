@@ -1,0 +1,242 @@
+"""A small real mesh for integration tests: in-process pilot, real Envoy sidecars, demo apps.
+
+Each test gets its own /24 inside 127.0.0.0/8 (a block per xdist worker), so Istio's fixed
+ports never collide between tests running in parallel: pilot binds .1, workloads .2 to .99,
+and the application behind workload .N listens on .N+100. Everything polls with bounded
+attempts; nothing waits on wall-clock sleeps alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import re
+import textwrap
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+
+from agent.bootstrap import ProxySpec, XdsApi, build_bootstrap
+from agent.envoy_process import EnvoyOptions, EnvoyProcess
+from localmesh.demo_app import DemoApp
+from pilot.server import Pilot, PilotOptions
+
+T = TypeVar("T")
+ENVOY_OPTIONS = EnvoyOptions(
+    drain_seconds=0.2, stop_timeout=3.0, concurrency=1, log_level="warning"
+)
+_blocks = itertools.count(1)
+
+
+def allocate_block() -> str:
+    """A fresh "127.X.Y" prefix for one test."""
+    worker = re.sub(r"\D", "", os.environ.get("PYTEST_XDIST_WORKER", "gw0")) or "0"
+    return f"127.{40 + int(worker)}.{next(_blocks)}"
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]],
+    what: str,
+    attempts: int = 200,
+    interval: float = 0.05,
+) -> T:
+    """Poll until `probe` returns something other than None (bounded: attempts x interval)."""
+    last_error: Exception | None = None
+    for _ in range(attempts):
+        try:
+            result = await probe()
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+            last_error, result = error, None
+        if result is not None:
+            return result
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what} (last error: {last_error})")
+
+
+def service_entry(name: str, *ports: int, namespace: str = "default") -> str:
+    """A mesh-internal HTTP service selecting workloads labelled app=<name>."""
+    port_list = ", ".join(
+        f"{{number: {port}, name: http-{port}, protocol: HTTP}}" for port in ports
+    )
+    return textwrap.dedent(
+        f"""\
+        apiVersion: networking.istio.io/v1
+        kind: ServiceEntry
+        metadata: {{name: {name}, namespace: {namespace}}}
+        spec:
+          hosts: [{name}.{namespace}.svc.cluster.local]
+          location: MESH_INTERNAL
+          resolution: STATIC
+          ports: [{port_list}]
+          workloadSelector: {{labels: {{app: {name}}}}}
+        """
+    )
+
+
+def workload_entry(name: str, address: str, app: str, namespace: str = "default") -> str:
+    return textwrap.dedent(
+        f"""\
+        apiVersion: networking.istio.io/v1
+        kind: WorkloadEntry
+        metadata: {{name: {name}, namespace: {namespace}}}
+        spec:
+          address: {address}
+          labels: {{app: {app}}}
+          serviceAccount: {app}
+        """
+    )
+
+
+@dataclass
+class Sidecar:
+    name: str
+    ip: str
+    envoy: EnvoyProcess
+    app: DemoApp | None = None
+
+    @property
+    def admin(self) -> str:
+        return f"http://{self.ip}:15000"
+
+    @property
+    def http_proxy(self) -> str:
+        return f"http://{self.ip}:15080"
+
+
+@dataclass
+class Mesh:
+    """Pilot plus sidecars on one test's address block; `close()` stops everything."""
+
+    block: str
+    config_dir: Path
+    run_dir: Path
+    xds_api: XdsApi = XdsApi.GRPC
+    pilot: Pilot | None = None
+    sidecars: dict[str, Sidecar] = field(default_factory=dict)
+    session: aiohttp.ClientSession | None = None
+    _hosts: itertools.count[int] = field(default_factory=lambda: itertools.count(2))
+
+    @property
+    def pilot_ip(self) -> str:
+        return f"{self.block}.1"
+
+    def next_ip(self) -> str:
+        return f"{self.block}.{next(self._hosts)}"
+
+    def write(self, name: str, *documents: str) -> None:
+        """Write (or replace) one config file; pilot notices through its directory watch."""
+        path = self.config_dir / f"{name}.yaml"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("---\n".join(documents))
+        tmp.replace(path)
+
+    def remove(self, name: str) -> None:
+        (self.config_dir / f"{name}.yaml").unlink()
+
+    async def start_pilot(self, **options: Any) -> Pilot:
+        self.pilot = Pilot(
+            PilotOptions(config_dir=self.config_dir, host=self.pilot_ip, debounce=0.05, **options)
+        )
+        await self.pilot.start()
+        return self.pilot
+
+    async def stop_pilot(self) -> None:
+        if self.pilot is not None:
+            await self.pilot.stop()
+            self.pilot = None
+
+    async def add_sidecar(
+        self,
+        name: str,
+        ip: str,
+        *,
+        app_port: int | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> Sidecar:
+        last = int(ip.rsplit(".", 1)[1])
+        app_address = f"{self.block}.{last + 100}"
+        spec = ProxySpec(
+            ip=ip,
+            pod=name,
+            namespace="default",
+            pilot=f"{self.pilot_ip}:15010",
+            xds_api=self.xds_api,
+            service_account=name,
+            labels=labels or {"app": name},
+            http_proxy_port=15080,
+            app_address=app_address,
+        )
+        app = None
+        if app_port is not None:
+            app = DemoApp(name, app_address, app_port)
+            await app.start()
+        envoy = EnvoyProcess(
+            build_bootstrap(spec), spec.admin_url, self.run_dir / name, ENVOY_OPTIONS
+        )
+        await envoy.start()
+        sidecar = self.sidecars[name] = Sidecar(name, ip, envoy, app)
+        return sidecar
+
+    async def remove_sidecar(self, name: str) -> None:
+        sidecar = self.sidecars.pop(name)
+        await sidecar.envoy.stop()
+        if sidecar.app is not None:
+            await sidecar.app.stop()
+
+    def http(self) -> aiohttp.ClientSession:
+        if self.session is None:
+            self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3))
+        return self.session
+
+    async def get_via(self, sidecar: Sidecar, url: str) -> tuple[int, str]:
+        async with self.http().get(url, proxy=sidecar.http_proxy) as response:
+            return response.status, await response.text()
+
+    async def admin_json(self, sidecar: Sidecar, path: str) -> Any:
+        async with self.http().get(sidecar.admin + path) as response:
+            response.raise_for_status()
+            return await response.json(content_type=None)
+
+    async def stats(self, sidecar: Sidecar, pattern: str) -> dict[str, int]:
+        async with self.http().get(
+            sidecar.admin + "/stats", params={"filter": pattern, "format": "json"}
+        ) as response:
+            body = await response.json(content_type=None)
+        return {s["name"]: s.get("value", 0) for s in body.get("stats", []) if "value" in s}
+
+    async def syncz(self) -> list[dict[str, Any]]:
+        assert self.pilot is not None
+        url = f"http://{self.pilot_ip}:{self.pilot.monitoring.port}/debug/syncz"
+        async with self.http().get(url) as response:
+            result: list[dict[str, Any]] = await response.json()
+            return result
+
+    async def pilot_metrics(self) -> str:
+        assert self.pilot is not None
+        url = f"http://{self.pilot_ip}:{self.pilot.monitoring.port}/metrics"
+        async with self.http().get(url) as response:
+            return await response.text()
+
+    async def synced(self, names: set[str], types: tuple[str, ...] = ("cds", "eds", "lds", "rds")):
+        """Wait until every named proxy is SYNCED for every type; return its syncz entries."""
+
+        async def probe() -> dict[str, dict[str, Any]] | None:
+            entries = {e["proxy"].split(".")[0]: e for e in await self.syncz()}
+            if not names <= entries.keys():
+                return None
+            for name in names:
+                if any(entries[name].get(t, {}).get("state") != "SYNCED" for t in types):
+                    return None
+            return entries
+
+        return await eventually(probe, f"{sorted(names)} SYNCED for {types}")
+
+    async def close(self) -> None:
+        await asyncio.gather(*(self.remove_sidecar(n) for n in list(self.sidecars)))
+        await self.stop_pilot()
+        if self.session is not None:
+            await self.session.close()
