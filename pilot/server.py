@@ -120,6 +120,11 @@ class Pilot:
     ) -> None:
         await self.stop()
 
+    @property
+    def config_error(self) -> str:
+        """Why the config directory's current content was rejected; empty when it is in force."""
+        return self._watcher.last_error
+
     def reload(self) -> bool:
         """Re-read the config directory now (also done on every file change)."""
         return self._watcher.reload()

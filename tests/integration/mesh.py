@@ -156,6 +156,7 @@ class Mesh:
         *,
         app_port: int | None = None,
         labels: dict[str, str] | None = None,
+        xds_api: XdsApi | None = None,
     ) -> Sidecar:
         last = int(ip.rsplit(".", 1)[1])
         app_address = f"{self.block}.{last + 100}"
@@ -164,7 +165,7 @@ class Mesh:
             pod=name,
             namespace="default",
             pilot=f"{self.pilot_ip}:15010",
-            xds_api=self.xds_api,
+            xds_api=xds_api or self.xds_api,
             service_account=name,
             labels=labels or {"app": name},
             http_proxy_port=15080,

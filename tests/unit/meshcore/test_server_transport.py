@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 from envoy.config.core.v3 import base_pb2
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 
 from meshcore.grpc_server import bind, create_server
 from meshcore.xds import types
@@ -16,6 +15,7 @@ from meshcore.xds.cache import SnapshotCache
 from meshcore.xds.errors import InvalidNode
 from meshcore.xds.server import XdsServer
 from meshcore.xds.status import StreamInfo
+from tests.support.xds_client import Client, until
 from tests.unit.meshcore.conftest import names_in, snapshot
 
 
@@ -62,45 +62,6 @@ def node_request(node_id: str, type_url: str = types.CLUSTER, **fields):
     return discovery_pb2.DiscoveryRequest(
         node=base_pb2.Node(id=node_id), type_url=type_url, **fields
     )
-
-
-async def until(condition, attempts: int = 250) -> None:
-    for _ in range(attempts):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached in time")
-
-
-class Client:
-    """A hand-driven ADS client: push requests in, read responses out."""
-
-    def __init__(self, address: str) -> None:
-        self.channel = grpc.aio.insecure_channel(address)
-        self.queue: asyncio.Queue[discovery_pb2.DiscoveryRequest | None] = asyncio.Queue()
-        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self.channel)
-        self.call = stub.StreamAggregatedResources(self._requests())
-
-    async def _requests(self) -> AsyncIterator[discovery_pb2.DiscoveryRequest]:
-        while (item := await self.queue.get()) is not None:
-            yield item
-
-    def send(self, request: discovery_pb2.DiscoveryRequest) -> None:
-        self.queue.put_nowait(request)
-
-    async def receive(self) -> discovery_pb2.DiscoveryResponse:
-        return await asyncio.wait_for(self.call.read(), 5)
-
-    async def failure(self) -> grpc.aio.AioRpcError:
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            while True:
-                response = await asyncio.wait_for(self.call.read(), 5)
-                assert response is not grpc.aio.EOF, "stream ended without an error status"
-        return caught.value
-
-    async def close(self) -> None:
-        self.call.cancel()
-        await self.channel.close()
 
 
 async def test_serves_a_snapshot_and_records_the_ack(served) -> None:
