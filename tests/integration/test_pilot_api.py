@@ -94,7 +94,8 @@ async def test_invalid_config_is_rejected_and_the_last_good_one_stays(pilot: Pil
     bad = pilot.options.config_dir / "broken.yaml"
     bad.write_text(
         "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
-        "metadata: {name: broken}\nspec: {hosts: [x.example.com], ports: [{number: 99999, name: http}]}\n"
+        "metadata: {name: broken}\n"
+        "spec: {hosts: [x.example.com], ports: [{number: 99999, name: http}]}\n"
     )
     await until(lambda: bool(pilot.config_error))
     assert "broken.yaml" in pilot.config_error
