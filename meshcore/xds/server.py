@@ -162,13 +162,15 @@ class XdsServer:
             self._apply(protocol, first)
             wake.set()
             log.info("xDS stream %d opened by %s (%s)", info.stream_id, info.node_id, info.peer)
-            tasks = [
-                asyncio.create_task(self._read(iterator, protocol, wake)),
-                asyncio.create_task(self._push(context, protocol, watch, wake)),
-            ]
+            reader = asyncio.create_task(self._read(iterator, protocol, wake))
+            pusher = asyncio.create_task(self._push(context, protocol, watch, wake))
+            tasks = [reader, pusher]
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()
+            # The client half-closed: it sends no more requests but is still subscribed, so
+            # pushes go on until the call ends.
+            await pusher
         except InvalidNode as error:
             refusal = StreamError(grpc.StatusCode.INVALID_ARGUMENT, str(error))
             await self._abort(context, info, refusal)

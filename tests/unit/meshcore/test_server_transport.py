@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 from envoy.config.core.v3 import base_pb2
+from envoy.service.cluster.v3 import cds_pb2_grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
 from meshcore.grpc_server import bind, create_server
@@ -172,3 +174,20 @@ async def test_a_client_that_stops_reading_loses_its_stream(caplog) -> None:
         await stuck.close()
     finally:
         await server.stop(grace=None)
+
+
+async def test_per_type_services_serve_their_own_type(served) -> None:
+    xds, _, address = served
+    xds.cache.set("ok-cds", snapshot(cds=["a"], lds=["l"]))
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = cds_pb2_grpc.ClusterDiscoveryServiceStub(channel)
+        call = stub.StreamClusters(iter([node_request("ok-cds", type_url="")]))
+        response = await asyncio.wait_for(call.read(), 5)
+        assert response.type_url == types.CLUSTER
+        assert names_in(response.SerializeToString()) == ["a"]
+        call.cancel()
+        listeners = stub.StreamClusters(iter([node_request("ok-cds", types.LISTENER)]))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await asyncio.wait_for(listeners.read(), 5)
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "serves only" in caught.value.details()
