@@ -15,9 +15,9 @@ from pilot.server import Pilot, PilotOptions
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="pilot-discovery", description=__doc__)
-    parser.add_argument(
-        "--config-dir", type=Path, required=True, help="ServiceEntry/WorkloadEntry YAML"
-    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config-dir", type=Path, help="read ServiceEntry/WorkloadEntry YAML here")
+    source.add_argument("--galley", help="consume configuration from galley at host:port")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--grpc-port", type=int, default=15010)
     parser.add_argument("--monitoring-port", type=int, default=15014)
@@ -30,6 +30,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 async def run(args: argparse.Namespace) -> None:
     options = PilotOptions(
         config_dir=args.config_dir,
+        galley=args.galley,
         host=args.host,
         grpc_port=args.grpc_port,
         monitoring_port=args.monitoring_port,

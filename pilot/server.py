@@ -23,6 +23,7 @@ from meshcore.grpc_server import bind, create_server
 from meshcore.monitoring import MonitoringServer
 from meshcore.xds.server import XdsServer
 from pilot import debug
+from pilot.config_galley import GalleyConfig
 from pilot.config_watch import ConfigWatcher
 from pilot.debounce import Debouncer, PushRequest
 from pilot.discovery import DiscoveryService
@@ -35,7 +36,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PilotOptions:
-    config_dir: Path
+    """Configuration comes from `config_dir` (read directly) or from galley at `galley`."""
+
+    config_dir: Path | None = None
+    galley: str | None = None
     host: str = "127.0.0.1"
     grpc_port: int = 15010
     monitoring_port: int = 15014
@@ -50,8 +54,16 @@ class Pilot:
         self.options = options
         self.metrics = PilotMetrics()
         self._versions = itertools.count(1)
-        self._watcher = ConfigWatcher(options.config_dir, self._on_registry)
-        self._registry = self._watcher.load()
+        self._config: ConfigWatcher | GalleyConfig
+        if options.config_dir is not None:
+            self._config = ConfigWatcher(options.config_dir, self._on_registry)
+            self._registry = self._config.load()
+        elif options.galley is not None:
+            node_id = f"pilot~{options.host}~pilot.istio-system~istio-system.svc.cluster.local"
+            self._config = GalleyConfig(options.galley, self._on_registry, node_id=node_id)
+            self._registry = RegistrySnapshot()
+        else:
+            raise ValueError("pilot needs a config directory or a galley address")
         self.discovery = DiscoveryService(self._context(self._registry), self.metrics)
         self.xds = XdsServer(
             self.discovery.cache,
@@ -86,14 +98,14 @@ class Pilot:
         await self.monitoring.start()
         self._tasks = [
             asyncio.create_task(self._debouncer.run(), name="pilot-debounce"),
-            asyncio.create_task(self._watcher.run(), name="pilot-config-watch"),
+            asyncio.create_task(self._config.run(), name="pilot-config"),
         ]
         log.info(
             "pilot serving xDS on %s, monitoring on %s:%d, config from %s",
             self.address,
             self.options.host,
             self.monitoring.port,
-            self.options.config_dir,
+            self.options.config_dir or f"galley at {self.options.galley}",
         )
 
     async def stop(self) -> None:
@@ -123,11 +135,7 @@ class Pilot:
     @property
     def config_error(self) -> str:
         """Why the config directory's current content was rejected; empty when it is in force."""
-        return self._watcher.last_error
-
-    def reload(self) -> bool:
-        """Re-read the config directory now (also done on every file change)."""
-        return self._watcher.reload()
+        return self._config.last_error
 
     def _context(self, registry: RegistrySnapshot) -> PushContext:
         self.metrics.services.set(len(registry.services))
@@ -143,7 +151,8 @@ class Pilot:
         await self.discovery.push(request, self._context(self._registry))
 
     def _ready(self) -> bool:
-        return self._grpc is not None
+        config_ready = not isinstance(self._config, GalleyConfig) or self._config.ready
+        return self._grpc is not None and config_ready
 
     async def _syncz(self, request: web.Request) -> web.Response:
         return web.json_response(debug.syncz(self.xds.streams.values()))

@@ -1,0 +1,56 @@
+"""Pilot's registry fed by galley's distribution instead of a directory it reads itself.
+
+Subscribes to ServiceEntry and WorkloadEntry through galley's client library. Until both kinds
+have arrived, pilot keeps its empty registry and reports not ready; after that every change is
+turned into a registry snapshot and handed to pilot. A registry-level rejection (the same host
+declared by two ServiceEntries) is logged and the previous registry stays in force.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from galley.client import ConfigClient
+from meshconfig import Kind, Resource
+from meshconfig.kinds import kind_by_id
+from pilot.registry import ConfigError, RegistrySnapshot
+from pilot.registry.resources import from_resources
+
+log = logging.getLogger(__name__)
+
+REGISTRY_KINDS = ("networking.istio.io/ServiceEntry", "networking.istio.io/WorkloadEntry")
+
+
+class GalleyConfig:
+    """Owns one task (`run`): the galley client's stream."""
+
+    def __init__(
+        self, address: str, on_change: Callable[[RegistrySnapshot], None], *, node_id: str
+    ) -> None:
+        kinds = [kind_by_id(kind_id) for kind_id in REGISTRY_KINDS]
+        self._kinds = [k for k in kinds if k is not None]
+        self._on_change = on_change
+        self._current: dict[str, list[Resource]] = {}
+        self.last_error = ""
+        self.client = ConfigClient(address, self._kinds, self._changed, node_id=node_id)
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.client.synced.is_set())
+
+    async def run(self) -> None:
+        await self.client.run()
+
+    def _changed(self, kind: Kind, resources: list[Resource]) -> None:
+        self._current[kind.id] = resources
+        if len(self._current) < len(self._kinds):
+            return  # wait for every kind: a partial registry would drop live endpoints
+        try:
+            registry = from_resources(r for group in self._current.values() for r in group)
+        except ConfigError as error:
+            self.last_error = str(error)
+            log.error("registry from galley rejected, keeping the previous one: %s", error)
+            return
+        self.last_error = ""
+        self._on_change(registry)

@@ -1,0 +1,1 @@
+"""Galley's configuration distribution messages."""

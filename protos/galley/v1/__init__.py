@@ -1,0 +1,1 @@
+"""Version 1 of galley's distribution messages (generated code; see config.proto)."""
