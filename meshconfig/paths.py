@@ -22,15 +22,20 @@ def format_path(location: Iterable[str | int], prefix: str = "") -> str:
 
 
 def field_errors(error: ValidationError, prefix: str) -> list[FieldError]:
-    """Every error of a pydantic validation, with its path under `prefix` ("spec")."""
-    found = []
+    """Every error of a pydantic validation, with its path under `prefix` ("spec").
+
+    Errors at the same path (one per branch of an int-or-string union, say) become one line.
+    """
+    by_path: dict[str, list[str]] = {}
     for item in error.errors(include_url=False):
         location = [part for part in item["loc"] if not _is_internal(part)]
         message = item["msg"]
         if message.startswith("Value error, "):
             message = message[len("Value error, ") :]
-        found.append(FieldError(format_path(location, prefix), message))
-    return found
+        messages = by_path.setdefault(format_path(location, prefix), [])
+        if message not in messages:
+            messages.append(message)
+    return [FieldError(path, " or ".join(messages)) for path, messages in by_path.items()]
 
 
 def _is_internal(part: str | int) -> bool:

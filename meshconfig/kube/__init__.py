@@ -1,5 +1,48 @@
-"""Spec models of the kube kinds (filled in by its own modules)."""
+"""Models of the Kubernetes kinds the service registry reads (core/v1 and discovery.k8s.io/v1)."""
 
 from meshconfig.kinds import Kind
+from meshconfig.kube.objects import (
+    EndpointsBody,
+    EndpointSliceBody,
+    NamespaceSpec,
+    PodSpec,
+    PodStatus,
+    ServiceAccountBody,
+    ServiceSpec,
+    ServiceStatus,
+)
 
-KINDS: tuple[Kind, ...] = ()
+KINDS: tuple[Kind, ...] = (
+    Kind("", "Namespace", "namespaces", ("v1",), NamespaceSpec, namespaced=False),
+    Kind("", "Service", "services", ("v1",), ServiceSpec),
+    Kind("", "Endpoints", "endpoints", ("v1",), EndpointsBody, spec_is_whole_object=True),
+    Kind(
+        "discovery.k8s.io",
+        "EndpointSlice",
+        "endpointslices",
+        ("v1",),
+        EndpointSliceBody,
+        spec_is_whole_object=True,
+    ),
+    Kind("", "Pod", "pods", ("v1",), PodSpec),
+    Kind(
+        "",
+        "ServiceAccount",
+        "serviceaccounts",
+        ("v1",),
+        ServiceAccountBody,
+        spec_is_whole_object=True,
+    ),
+)
+
+__all__ = [
+    "KINDS",
+    "EndpointSliceBody",
+    "EndpointsBody",
+    "NamespaceSpec",
+    "PodSpec",
+    "PodStatus",
+    "ServiceAccountBody",
+    "ServiceSpec",
+    "ServiceStatus",
+]

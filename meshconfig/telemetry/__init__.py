@@ -1,5 +1,10 @@
-"""Spec models of the telemetry kinds (filled in by its own modules)."""
+"""Spec model of the telemetry.istio.io kind: Telemetry (metrics, tracing, access logging)."""
 
 from meshconfig.kinds import Kind
+from meshconfig.telemetry.telemetry import TelemetrySpec
 
-KINDS: tuple[Kind, ...] = ()
+KINDS: tuple[Kind, ...] = (
+    Kind("telemetry.istio.io", "Telemetry", "telemetries", ("v1", "v1alpha1"), TelemetrySpec),
+)
+
+__all__ = ["KINDS", "TelemetrySpec"]

@@ -1,0 +1,194 @@
+"""Mixer's configuration model (config.istio.io/v1alpha2): handlers, instances and rules.
+
+Modelled after Istio 1.4's policy.v1beta1 protos. A handler configures an adapter, an instance
+maps request attributes to a template's fields through expressions, and a rule sends the
+instances to handlers when its match expression holds. Mixer reads these models; compiling the
+expressions is mixer's job, so here they are only checked to be strings where Mixer expects
+expressions. Before `handler` and `instance` existed each adapter and template had its own kind
+(`kind: denier`, `kind: listentry`): their spec is the handler's or instance's `params`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, RootModel, model_validator
+
+from meshconfig.base import Duration, SpecModel
+from meshconfig.security.common import Location, Problems, fail_at
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+def _expression_problems(params: Mapping[str, Any], where: Location, problems: Problems) -> None:
+    """Template params are expressions (strings), possibly grouped in maps; nothing else."""
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            _expression_problems(value, (*where, key), problems)
+        elif not isinstance(value, str):
+            problems.add(
+                (*where, key),
+                f"must be an attribute expression string, got {type(value).__name__} "
+                '(quote literals, e.g. "1")',
+                value,
+            )
+
+
+class OAuth(SpecModel):
+    client_id: str | None = None
+    client_secret: str | None = None
+    token_url: str | None = None
+    scopes: list[str] | None = None
+    endpoint_params: dict[str, str] | None = None
+
+
+class Tls(SpecModel):
+    """TLS to an out-of-process adapter, with a token (from a file or OAuth) in each call."""
+
+    ca_certificates: str | None = None
+    token_path: str | None = None
+    oauth: OAuth | None = None
+    auth_header: Literal["PLAIN", "BEARER"] | None = None
+    custom_header: str | None = None
+    server_name: str | None = None
+
+    @model_validator(mode="after")
+    def _oneofs(self) -> Tls:
+        problems = Problems()
+        if self.token_path is not None and self.oauth is not None:
+            problems.add(("oauth",), "only one of tokenPath or oauth can be set")
+        if self.auth_header is not None and self.custom_header is not None:
+            problems.add(("customHeader",), "only one of authHeader or customHeader can be set")
+        problems.raise_any()
+        return self
+
+
+class Mutual(SpecModel):
+    private_key: str | None = None
+    client_certificate: str | None = None
+    ca_certificates: str | None = None
+    server_name: str | None = None
+
+
+class Authentication(SpecModel):
+    tls: Tls | None = None
+    mutual: Mutual | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Authentication:
+        if self.tls is not None and self.mutual is not None:
+            raise ValueError("only one of tls or mutual can be set")
+        return self
+
+
+class Connection(SpecModel):
+    """How Mixer reaches an out-of-process adapter."""
+
+    address: str | None = None
+    timeout: Duration | None = None
+    authentication: Authentication | None = None
+
+
+class HandlerSpec(SpecModel):
+    """An adapter configured: compiled into Mixer (compiledAdapter) or out of process (adapter)."""
+
+    name: str | None = None
+    compiled_adapter: str | None = None
+    adapter: str | None = None
+    params: dict[str, Any] | None = None
+    connection: Connection | None = None
+
+    @model_validator(mode="after")
+    def _one_adapter(self) -> HandlerSpec:
+        if self.compiled_adapter and self.adapter:
+            fail_at(("adapter",), "only one of compiledAdapter or adapter can be set")
+        if not self.compiled_adapter and not self.adapter:
+            fail_at(("compiledAdapter",), "one of compiledAdapter or adapter is required")
+        return self
+
+
+class InstanceSpec(SpecModel):
+    """Request attributes mapped onto a template's fields, by one expression per field."""
+
+    name: str | None = None
+    compiled_template: str | None = None
+    template: str | None = None
+    params: dict[str, Any] | None = None
+    attribute_bindings: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _template_and_params(self) -> InstanceSpec:
+        problems = Problems()
+        if self.compiled_template and self.template:
+            problems.add(("template",), "only one of compiledTemplate or template can be set")
+        if not self.compiled_template and not self.template:
+            problems.add(("compiledTemplate",), "one of compiledTemplate or template is required")
+        _expression_problems(self.params or {}, ("params",), problems)
+        problems.raise_any()
+        return self
+
+
+class RuleAction(SpecModel):
+    """Which handler receives which instances; `name` lets header operations use the result."""
+
+    handler: NonEmpty
+    instances: Annotated[list[NonEmpty], Field(min_length=1)]
+    name: str | None = None
+
+
+class HeaderOperation(SpecModel):
+    name: NonEmpty
+    values: list[str] | None = None
+    operation: Literal["REPLACE", "REMOVE", "APPEND"] | None = None
+
+
+class FractionalPercent(SpecModel):
+    numerator: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
+    denominator: Literal["HUNDRED", "TEN_THOUSAND"] | None = None
+
+
+class RandomSampling(SpecModel):
+    attribute_expression: str | None = None
+    percent_sampled: FractionalPercent | None = None
+    use_independent_randomness: bool | None = None
+
+
+class RateLimitSampling(SpecModel):
+    sampling_duration: Duration | None = None
+    max_unsampled_entries: Annotated[int, Field(ge=0)] | None = None
+    sampling_rate: Annotated[int, Field(ge=0)] | None = None
+
+
+class Sampling(SpecModel):
+    random: RandomSampling | None = None
+    rate_limit: RateLimitSampling | None = None
+
+
+class RuleSpec(SpecModel):
+    """When `match` holds (empty means always), run the actions."""
+
+    match: str | None = None
+    actions: list[RuleAction] | None = None
+    request_header_operations: list[HeaderOperation] | None = None
+    response_header_operations: list[HeaderOperation] | None = None
+    sampling: Sampling | None = None
+
+
+class AdapterParams(RootModel[dict[str, Any]]):
+    """The spec of a legacy per-adapter kind (`kind: denier`): the adapter's own params."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
+
+class TemplateParams(RootModel[dict[str, Any]]):
+    """The spec of a legacy per-template kind (`kind: listentry`): field expressions."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    @model_validator(mode="after")
+    def _expressions(self) -> TemplateParams:
+        problems = Problems()
+        _expression_problems(self.root, (), problems)
+        problems.raise_any()
+        return self
