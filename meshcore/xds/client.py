@@ -29,6 +29,7 @@ Decoder = Callable[[str, any_pb2.Any], tuple[str, T]]
 OnUpdate = Callable[[str, Mapping[str, T]], None]
 
 _INVALID_ARGUMENT = 3
+WILDCARD = "*"  # explicit: an empty list is a wildcard only for LDS and CDS
 
 
 @dataclass
@@ -115,7 +116,7 @@ class XdsClient(Generic[T]):
                 node=node, type_url=type_url, initial_resource_versions=state.resource_versions
             )
         return discovery_pb2.DiscoveryRequest(
-            node=node, type_url=type_url, version_info=state.version
+            node=node, type_url=type_url, version_info=state.version, resource_names=[WILDCARD]
         )
 
     def _handle(self, response: Any) -> Any:
@@ -157,7 +158,11 @@ class XdsClient(Generic[T]):
                 type_url=type_url, response_nonce=nonce, error_detail=detail
             )
         return discovery_pb2.DiscoveryRequest(
-            type_url=type_url, response_nonce=nonce, version_info=version, error_detail=detail
+            type_url=type_url,
+            response_nonce=nonce,
+            version_info=version,
+            error_detail=detail,
+            resource_names=[WILDCARD],  # every state-of-the-world request repeats the names
         )
 
 

@@ -138,9 +138,10 @@ class Mesh:
         (self.config_dir / f"{name}.yaml").unlink()
 
     async def start_pilot(self, **options: Any) -> Pilot:
-        self.pilot = Pilot(
-            PilotOptions(config_dir=self.config_dir, host=self.pilot_ip, debounce=0.05, **options)
-        )
+        """Pilot reading the config directory, or consuming galley if `galley=` is given."""
+        if "galley" not in options:
+            options["config_dir"] = self.config_dir
+        self.pilot = Pilot(PilotOptions(host=self.pilot_ip, debounce=0.05, **options))
         await self.pilot.start()
         return self.pilot
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +18,9 @@ from meshconfig.kube import (
     ServiceSpec,
     ServiceStatus,
 )
+from tests.support.shared import ISTIO, ISTIO_1_4
 
-SAMPLE_ROOTS = [Path("/work/shared/istio/samples"), Path("/work/shared/istio-1.4/samples")]
+SAMPLE_ROOTS = [(ISTIO / "samples"), (ISTIO_1_4 / "samples")]
 KUBE_KINDS = {"Namespace", "Service", "Endpoints", "EndpointSlice", "Pod", "ServiceAccount"}
 
 

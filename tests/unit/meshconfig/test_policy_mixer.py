@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +10,9 @@ import yaml
 
 from meshconfig import ConfigValidationError, load_documents, validate_document
 from meshconfig.policy import HandlerSpec, InstanceSpec, QuotaSpecBindingSpec, RuleSpec
+from tests.support.shared import ISTIO, ISTIO_1_4
 
-SAMPLE_ROOTS = [Path("/work/shared/istio-1.4/samples"), Path("/work/shared/istio/samples")]
+SAMPLE_ROOTS = [(ISTIO_1_4 / "samples"), (ISTIO / "samples")]
 
 
 def mixer_documents() -> list[tuple[str, dict[str, Any]]]:

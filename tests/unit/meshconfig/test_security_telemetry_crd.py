@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import types
 from functools import cache
-from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import pytest
@@ -17,8 +16,9 @@ import yaml
 from pydantic import BaseModel
 
 from meshconfig import kind_for
+from tests.support.shared import CRDS
 
-CRDS = Path("/work/shared/istio/crds/crd-all.gen.yaml")
+CRDS = CRDS
 
 KINDS = [
     ("security.istio.io", "AuthorizationPolicy"),

@@ -11,8 +11,9 @@ import yaml
 
 from pilot.model import Location, Protocol, Resolution, Service, ServicePort, WorkloadInstance
 from pilot.registry import ConfigError, RegistrySnapshot, load_directory
+from tests.support.shared import ISTIO
 
-ISTIO = Path("/work/shared/istio")
+ISTIO = ISTIO
 WriteConfig = Callable[..., Path]
 
 

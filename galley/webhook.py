@@ -1,0 +1,201 @@
+"""Galley's validating admission webhook: Kubernetes asks it before storing Istio config.
+
+The API server POSTs an AdmissionReview v1 to `/validate`; the object gets the same verdict and
+the same message as a file in galley's config directory (`meshconfig.validate_document`, source
+"admission"), so `kubectl apply` shows the field path and reason. Deletions are always allowed.
+The server speaks HTTPS only: with the certificate and key it is given or, without them, a
+self-signed ECDSA P-256 certificate for its host made at start and written to the run directory
+for clients to trust. `ValidationWebhook` owns its aiohttp runner; `stop()` releases the port.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import logging
+import os
+import ssl
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from prometheus_client import Counter
+
+from meshconfig import ConfigValidationError, validate_document
+
+log = logging.getLogger(__name__)
+
+ADMISSION_API_VERSION = "admission.k8s.io/v1"
+_MAX_BODY = 4 * 1024 * 1024  # Kubernetes caps a request body at 3 MiB
+_CERT_DAYS = 365
+_LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
+
+
+class MalformedReview(ValueError):
+    """The request body is not an AdmissionReview v1 this webhook can answer."""
+
+
+def admission_response(review: Any) -> dict[str, Any]:
+    """The AdmissionReview v1 answering `review` (already parsed JSON).
+
+    Raises MalformedReview if `review` is not an AdmissionReview v1 request with a uid and,
+    for anything but a deletion, an object.
+    """
+    if not isinstance(review, Mapping):
+        raise MalformedReview("expected a JSON object")
+    if review.get("apiVersion") != ADMISSION_API_VERSION or review.get("kind") != "AdmissionReview":
+        raise MalformedReview(f"expected apiVersion {ADMISSION_API_VERSION}, kind AdmissionReview")
+    request = review.get("request")
+    if not isinstance(request, Mapping):
+        raise MalformedReview("request is required and must be an object")
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise MalformedReview("request.uid is required and must be a string")
+    response: dict[str, Any] = {"uid": uid, "allowed": True}
+    if request.get("operation") != "DELETE":
+        document = request.get("object")
+        if not isinstance(document, Mapping):
+            raise MalformedReview("request.object is required and must be an object")
+        try:
+            validate_document(_with_namespace(document, request.get("namespace")), "admission")
+        except ConfigValidationError as error:
+            response = {
+                "uid": uid,
+                "allowed": False,
+                "status": {"code": 400, "message": str(error)},
+            }
+    return {"apiVersion": ADMISSION_API_VERSION, "kind": "AdmissionReview", "response": response}
+
+
+def _with_namespace(document: Mapping[str, Any], namespace: Any) -> Mapping[str, Any]:
+    """The object as it will be stored: Kubernetes fills in the namespace from the request."""
+    metadata = document.get("metadata")
+    if not isinstance(namespace, str) or not namespace or not isinstance(metadata, Mapping):
+        return document
+    if "namespace" in metadata:
+        return document
+    return {**document, "metadata": {**metadata, "namespace": namespace}}
+
+
+def write_self_signed(host: str, cert_file: Path, key_file: Path) -> None:
+    """Write a new ECDSA P-256 key and a self-signed server certificate naming `host`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(_LOOPBACK)]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        names.append(x509.DNSName(host))
+    else:
+        if not (address.is_unspecified or address == _LOOPBACK):
+            names.append(x509.IPAddress(address))
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    public = key.public_key()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=_CERT_DAYS))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_bytes = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(key_bytes)
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+
+
+class ValidationWebhook:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 9443,
+        cert_file: str | Path | None = None,
+        key_file: str | Path | None = None,
+        run_dir: str | Path | None = None,
+        failures: Counter | None = None,
+    ) -> None:
+        """Serve with `cert_file`/`key_file`, or with a certificate made in `run_dir` at start."""
+        if cert_file is not None and key_file is not None:
+            self.cert_file, self.key_file = Path(cert_file), Path(key_file)
+        elif cert_file is None and key_file is None and run_dir is not None:
+            self.cert_file = Path(run_dir) / "webhook.crt"
+            self.key_file = Path(run_dir) / "webhook.key"
+        else:
+            raise ValueError("give cert_file and key_file, or a run_dir for a generated pair")
+        self._generate = cert_file is None
+        self.host = host
+        self.port = port  # the bound port once started (port=0 picks one)
+        self._failures = failures
+        self._app = web.Application(client_max_size=_MAX_BODY)
+        self._app.router.add_post("/validate", self._validate)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}/validate"
+
+    async def start(self) -> None:
+        if self._generate:
+            self.cert_file.parent.mkdir(parents=True, exist_ok=True)
+            write_self_signed(self.host, self.cert_file, self.key_file)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert_file, self.key_file)
+        self._runner = web.AppRunner(self._app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=context)
+        try:
+            await site.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self.port = self._runner.addresses[0][1]
+        log.info("validation webhook on %s (certificate %s)", self.url, self.cert_file)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> ValidationWebhook:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _validate(self, request: web.Request) -> web.Response:
+        try:
+            answer = admission_response(json.loads(await request.read()))
+        except ValueError as error:  # MalformedReview, or not JSON at all
+            return web.Response(status=400, text=f"malformed AdmissionReview: {error}\n")
+        verdict = answer["response"]
+        if not verdict["allowed"]:
+            log.info("admission denied:\n%s", verdict["status"]["message"])
+            if self._failures is not None:
+                self._failures.labels(source="admission").inc()
+        return web.json_response(answer)
