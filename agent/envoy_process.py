@@ -18,12 +18,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 
 from meshcore.envoy_binary import envoy_path
+from meshcore.lifecycle import Service
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class EnvoyOptions:
     stable_after: float = 10.0  # an Envoy up this long resets the backoff
 
 
-class EnvoyProcess:
+class EnvoyProcess(Service):
     """Supervises one Envoy: `start()`, `stop()`, or `async with`."""
 
     def __init__(
@@ -86,18 +86,6 @@ class EnvoyProcess:
         self._stopping.set()
         if self._supervisor is not None:
             await self._supervisor
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _command(self) -> list[str]:
         opts = self._options

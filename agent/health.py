@@ -10,11 +10,11 @@ one client session to the admin API; `start()` creates both, `stop()` closes bot
 
 import logging
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 import aiohttp
 from aiohttp import web
+
+from meshcore.lifecycle import Service
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class Readiness:
     reason: str
 
 
-class HealthServer:
+class HealthServer(Service):
     """Serves `/healthz/ready` for one Envoy, judged through that Envoy's admin API."""
 
     def __init__(
@@ -63,18 +63,6 @@ class HealthServer:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def readiness(self) -> Readiness:
         """Ask Envoy's admin whether it is live and has received its first configuration."""

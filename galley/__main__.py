@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from collections.abc import Sequence
 from pathlib import Path
 
 from galley.server import Galley, GalleyOptions
+from meshcore.lifecycle import run_until_signalled
 from meshcore.logs import configure_logging
 
 
@@ -43,12 +43,7 @@ async def run(args: argparse.Namespace) -> None:
         webhook_port=args.webhook_port,
         webhook_dir=args.webhook_dir,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    async with Galley(options):
-        await stop.wait()
+    await run_until_signalled(Galley(options))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

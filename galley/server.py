@@ -9,11 +9,9 @@ with `/debug/history` and `/debug/errors`), and owns their lifecycles and tasks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import grpc
 from aiohttp import web
@@ -26,6 +24,7 @@ from galley.store import ConfigStore
 from galley.webhook import ValidationWebhook
 from meshconfig import all_kinds
 from meshcore.grpc_server import bind, create_server
+from meshcore.lifecycle import Service, cancel_and_wait
 from meshcore.monitoring import MonitoringServer
 from meshcore.xds.server import XdsServer
 
@@ -47,7 +46,7 @@ class GalleyOptions:
     history: int = 100
 
 
-class Galley:
+class Galley(Service):
     def __init__(self, options: GalleyOptions) -> None:
         self.options = options
         self.registry = CollectorRegistry()
@@ -119,11 +118,7 @@ class Galley:
         )
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         if self.webhook is not None:
             await self.webhook.stop()
@@ -131,18 +126,6 @@ class Galley:
             await self._grpc.stop(grace=1.0)
             self._grpc = None
         await self.monitoring.stop()
-
-    async def __aenter__(self) -> Galley:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _history(self, request: web.Request) -> web.Response:
         return web.json_response(

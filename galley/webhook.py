@@ -18,7 +18,6 @@ import os
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +28,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client import Counter
 
 from meshconfig import ConfigValidationError, validate_document
+from meshcore.lifecycle import Service
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def write_self_signed(host: str, cert_file: Path, key_file: Path) -> None:
     cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
 
 
-class ValidationWebhook:
+class ValidationWebhook(Service):
     def __init__(
         self,
         *,
@@ -175,18 +175,6 @@ class ValidationWebhook:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> ValidationWebhook:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _validate(self, request: web.Request) -> web.Response:
         try:

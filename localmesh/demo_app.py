@@ -10,8 +10,10 @@ import json
 
 from aiohttp import web
 
+from meshcore.lifecycle import Service
 
-class DemoApp:
+
+class DemoApp(Service):
     """One backend listening on `host:port`; owns its aiohttp runner."""
 
     def __init__(self, workload: str, host: str, port: int) -> None:

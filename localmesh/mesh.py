@@ -14,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import aiohttp
 import yaml
@@ -26,6 +24,7 @@ from agent.bootstrap import ProxySpec, build_bootstrap
 from agent.envoy_process import EnvoyOptions, EnvoyProcess
 from agent.health import HealthServer
 from localmesh.demo_app import DemoApp
+from meshcore.lifecycle import Service
 from pilot.model import WorkloadInstance
 from pilot.push_context import PushContext
 from pilot.registry import load_directory
@@ -95,7 +94,7 @@ def plan_pods(directory: Path) -> list[Pod]:
     return pods
 
 
-class LocalMesh:
+class LocalMesh(Service):
     """Starts and stops the whole local mesh; `async with LocalMesh(dir)`."""
 
     def __init__(
@@ -136,23 +135,11 @@ class LocalMesh:
             self._pilot_started = False
             await self.pilot.stop()
 
-    async def __aenter__(self) -> LocalMesh:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
     async def _start_pod(self, pod: Pod, stack: contextlib.AsyncExitStack) -> None:
         workload = pod.workload
         for port in pod.app_ports:
             app = DemoApp(workload.name, pod.app_address, port)
-            await stack.enter_async_context(_running(app))
+            await stack.enter_async_context(app)
             pod.apps.append(app)
         spec = ProxySpec(
             ip=workload.address,
@@ -202,12 +189,3 @@ class LocalMesh:
         proxy = f"http://{clients[0].workload.address}:{HTTP_PROXY_PORT}"
         targets = sorted({s for pod in self.pods for s in pod.services})
         return [f"curl -x {proxy} http://{target}/" for target in targets]
-
-
-@contextlib.asynccontextmanager
-async def _running(app: DemoApp) -> AsyncIterator[DemoApp]:
-    await app.start()
-    try:
-        yield app
-    finally:
-        await app.stop()

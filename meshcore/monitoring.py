@@ -8,15 +8,16 @@ routes before `start()`. The server owns its aiohttp runner; `stop()` releases t
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from meshcore.lifecycle import Service
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class MonitoringServer:
+class MonitoringServer(Service):
     def __init__(
         self,
         host: str,
@@ -50,18 +51,6 @@ class MonitoringServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> MonitoringServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self._registry)

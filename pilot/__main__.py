@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from collections.abc import Sequence
 from pathlib import Path
 
+from meshcore.lifecycle import run_until_signalled
 from meshcore.logs import configure_logging
 from pilot.registry import ConfigError
 from pilot.server import Pilot, PilotOptions
@@ -37,12 +37,7 @@ async def run(args: argparse.Namespace) -> None:
         debounce=args.debounce,
         debounce_max=args.debounce_max,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    async with Pilot(options):
-        await stop.wait()
+    await run_until_signalled(Pilot(options))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

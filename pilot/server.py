@@ -9,17 +9,16 @@ tests) through `async with Pilot(options)`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import grpc
 from aiohttp import web
 
 from meshcore.grpc_server import bind, create_server
+from meshcore.lifecycle import Service, cancel_and_wait
 from meshcore.monitoring import MonitoringServer
 from meshcore.xds.server import XdsServer
 from pilot import debug
@@ -49,7 +48,7 @@ class PilotOptions:
     max_request_bytes: int = 1024 * 1024
 
 
-class Pilot:
+class Pilot(Service):
     def __init__(self, options: PilotOptions) -> None:
         self.options = options
         self.metrics = PilotMetrics()
@@ -109,28 +108,12 @@ class Pilot:
         )
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         if self._grpc is not None:
             await self._grpc.stop(grace=1.0)
             self._grpc = None
         await self.monitoring.stop()
-
-    async def __aenter__(self) -> Pilot:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def config_error(self) -> str:
