@@ -11,18 +11,15 @@ not sent again; the next change is. EDS is resent after each CDS change for clus
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
 from meshcore.xds import types
-from meshcore.xds.nonce import NonceCheck, NonceIssuer
+from meshcore.xds.protocol import WILDCARD, ClientReply, Outgoing, StreamProtocol, push_order
 from meshcore.xds.resource import EMPTY_TYPE, Resource, Snapshot
-from meshcore.xds.sotw import WILDCARD, ClientReply, Outgoing, check_type, push_order
-from meshcore.xds.status import StreamError, StreamInfo
+from meshcore.xds.status import StreamInfo
 
 
 @dataclass(slots=True)
@@ -38,20 +35,17 @@ class _DeltaSubscription:
     force: bool = False
 
 
-class DeltaProtocol:
+class DeltaProtocol(StreamProtocol):
     """Per-stream delta logic; see the module docstring for the rules."""
 
     def __init__(
         self, info: StreamInfo, supported: frozenset[str], fixed_type: str | None = None
     ) -> None:
-        self.info = info
-        self._supported = supported
-        self._fixed_type = fixed_type
-        self._nonces = NonceIssuer(info.stream_id)
+        super().__init__(info, supported, fixed_type)
         self._subs: dict[str, _DeltaSubscription] = {}
 
     def on_request(self, request: Any) -> ClientReply | None:
-        type_url = check_type(request.type_url, self._supported, self._fixed_type)
+        type_url = self._type_of(request)
         subscribe = list(request.resource_names_subscribe)
         unsubscribe = list(request.resource_names_unsubscribe)
         sub = self._subs.get(type_url)
@@ -69,23 +63,8 @@ class DeltaProtocol:
         nonce = request.response_nonce
         if not nonce or not sub.nonce:
             return None
-        check = self._nonces.check(nonce, sub.nonce)
-        if check is NonceCheck.GARBAGE:
-            raise StreamError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"response_nonce {nonce!r} for {type_url} was never sent on this stream",
-            )
-        if check is NonceCheck.STALE:
-            return None
         status = self.info.status(type_url)
-        if request.HasField("error_detail"):
-            status.nack_error = request.error_detail.message
-            status.nack_nonce = nonce
-            return ClientReply(type_url, status.acked_version, request.error_detail.message)
-        status.acked_version = status.sent_version
-        status.acked_nonce = nonce
-        status.nack_error = ""
-        return ClientReply(type_url, status.sent_version)
+        return self._reply(type_url, request, sub.nonce, status.sent_version, status.acked_version)
 
     def responses(self, snapshot: Snapshot) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -129,7 +108,7 @@ class DeltaProtocol:
         updates: list[Resource],
         removed: list[str],
     ) -> Outgoing:
-        nonce = self._nonces.next()
+        nonce = self._record_sent(type_url, version)
         envelope = discovery_pb2.DeltaDiscoveryResponse(
             system_version_info=version,
             type_url=type_url,
@@ -143,10 +122,6 @@ class DeltaProtocol:
             sub.client_versions.pop(name, None)
         sub.nonce = nonce
         sub.owes_first_response = False
-        status = self.info.status(type_url)
-        status.sent_version = version
-        status.sent_nonce = nonce
-        status.sent_at = time.time()
         return Outgoing(type_url, version, nonce, payload, len(updates))
 
     @staticmethod

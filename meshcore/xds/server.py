@@ -28,7 +28,8 @@ from meshcore.xds import types
 from meshcore.xds.cache import SnapshotCache, SnapshotWatch
 from meshcore.xds.delta import DeltaProtocol
 from meshcore.xds.errors import InvalidNode
-from meshcore.xds.sotw import ClientReply, SotwProtocol
+from meshcore.xds.protocol import ClientReply
+from meshcore.xds.sotw import SotwProtocol
 from meshcore.xds.status import StreamCallbacks, StreamError, StreamInfo
 
 log = logging.getLogger(__name__)

@@ -12,70 +12,16 @@ after every CDS response so that warming clusters get their endpoints. The trans
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
 from meshcore.xds import types
-from meshcore.xds.nonce import NonceCheck, NonceIssuer
+from meshcore.xds.protocol import WILDCARD, ClientReply, Outgoing, StreamProtocol, push_order
 from meshcore.xds.resource import EMPTY_TYPE, Resource, Snapshot
-from meshcore.xds.status import StreamError, StreamInfo
-
-WILDCARD = "*"
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One response ready for the wire."""
-
-    type_url: str
-    version: str
-    nonce: str
-    payload: bytes
-    resource_count: int
-
-
-@dataclass(frozen=True, slots=True)
-class ClientReply:
-    """What a request told us about an earlier response: an ACK, or a NACK with its error."""
-
-    type_url: str
-    version: str
-    error: str | None = None
-
-    @property
-    def is_nack(self) -> bool:
-        return self.error is not None
-
-
-def check_type(type_url: str, supported: frozenset[str], fixed_type: str | None) -> str:
-    """Resolve a request's type URL or raise the status a client should see."""
-    if fixed_type is not None:
-        if type_url and type_url != fixed_type:
-            raise StreamError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"this service serves only {fixed_type}, got type_url {type_url!r}",
-            )
-        return fixed_type
-    if not type_url:
-        raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, "request has no type_url")
-    if type_url not in supported:
-        raise StreamError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"unknown type URL {type_url!r}; served types: {', '.join(sorted(supported))}",
-        )
-    return type_url
-
-
-def push_order(subscribed: Iterable[str]) -> list[str]:
-    """Subscribed types in make-before-break order, unknown extras last in name order."""
-    present = set(subscribed)
-    ordered = [t for t in types.PUSH_ORDER if t in present]
-    return ordered + sorted(present.difference(types.PUSH_ORDER))
+from meshcore.xds.status import StreamInfo
 
 
 @dataclass(slots=True)
@@ -90,21 +36,18 @@ class _Subscription:
     force: bool = True  # answer even if nothing changed (first request, EDS after CDS)
 
 
-class SotwProtocol:
+class SotwProtocol(StreamProtocol):
     """Per-stream state-of-the-world logic; see the module docstring for the rules."""
 
     def __init__(
         self, info: StreamInfo, supported: frozenset[str], fixed_type: str | None = None
     ) -> None:
-        self.info = info
-        self._supported = supported
-        self._fixed_type = fixed_type
-        self._nonces = NonceIssuer(info.stream_id)
+        super().__init__(info, supported, fixed_type)
         self._subs: dict[str, _Subscription] = {}
 
     def on_request(self, request: Any) -> ClientReply | None:
         """Apply one DiscoveryRequest; return the ACK/NACK it carries, if it carries one."""
-        type_url = check_type(request.type_url, self._supported, self._fixed_type)
+        type_url = self._type_of(request)
         sub = self._subs.get(type_url)
         nonce = request.response_nonce
         if sub is None or not nonce or not sub.nonce:
@@ -116,24 +59,10 @@ class SotwProtocol:
             sub.force = True
             sub.dirty = True
             return None
-        check = self._nonces.check(nonce, sub.nonce)
-        if check is NonceCheck.GARBAGE:
-            raise StreamError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"response_nonce {nonce!r} for {type_url} was never sent on this stream",
-            )
-        if check is NonceCheck.STALE:
-            return None  # superseded by a newer response; the client will answer that one
-        status = self.info.status(type_url)
-        if request.HasField("error_detail"):
-            status.nack_error = request.error_detail.message
-            status.nack_nonce = nonce
-            reply = ClientReply(type_url, request.version_info, request.error_detail.message)
-        else:
-            status.acked_version = request.version_info
-            status.acked_nonce = nonce
-            status.nack_error = ""
-            reply = ClientReply(type_url, request.version_info)
+        version = request.version_info
+        reply = self._reply(type_url, request, sub.nonce, version, version)
+        if reply is None:
+            return None
         if self._apply_names(type_url, sub, request.resource_names):
             sub.dirty = True
         return reply
@@ -174,7 +103,7 @@ class SotwProtocol:
         key: tuple[str, tuple[str, ...] | None],
         selected: list[Resource],
     ) -> Outgoing:
-        nonce = self._nonces.next()
+        nonce = self._record_sent(type_url, version)
         envelope = discovery_pb2.DiscoveryResponse(
             version_info=version, type_url=type_url, nonce=nonce
         ).SerializeToString()
@@ -182,10 +111,6 @@ class SotwProtocol:
         sub.nonce = nonce
         sub.sent_key = key
         sub.force = False
-        status = self.info.status(type_url)
-        status.sent_version = version
-        status.sent_nonce = nonce
-        status.sent_at = time.time()
         return Outgoing(type_url, version, nonce, payload, len(selected))
 
     @staticmethod

@@ -1,0 +1,118 @@
+"""What the state-of-the-world and delta protocols share: types, nonces, ACK/NACK bookkeeping.
+
+Both protocol classes derive from `StreamProtocol`, which resolves a request's type URL (or
+refuses it), classifies the nonce a request echoes (current, stale, garbage), records ACKs and
+NACKs in the stream's status, and issues the nonce of each response it records as sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from meshcore.xds import types
+from meshcore.xds.nonce import NonceCheck, NonceIssuer
+from meshcore.xds.status import StreamError, StreamInfo
+
+WILDCARD = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One response ready for the wire."""
+
+    type_url: str
+    version: str
+    nonce: str
+    payload: bytes
+    resource_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClientReply:
+    """What a request told us about an earlier response: an ACK, or a NACK with its error."""
+
+    type_url: str
+    version: str
+    error: str | None = None
+
+    @property
+    def is_nack(self) -> bool:
+        return self.error is not None
+
+
+def check_type(type_url: str, supported: frozenset[str], fixed_type: str | None) -> str:
+    """Resolve a request's type URL or raise the status a client should see."""
+    if fixed_type is not None:
+        if type_url and type_url != fixed_type:
+            raise StreamError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"this service serves only {fixed_type}, got type_url {type_url!r}",
+            )
+        return fixed_type
+    if not type_url:
+        raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, "request has no type_url")
+    if type_url not in supported:
+        raise StreamError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"unknown type URL {type_url!r}; served types: {', '.join(sorted(supported))}",
+        )
+    return type_url
+
+
+def push_order(subscribed: Iterable[str]) -> list[str]:
+    """Subscribed types in make-before-break order, unknown extras last in name order."""
+    present = set(subscribed)
+    ordered = [t for t in types.PUSH_ORDER if t in present]
+    return ordered + sorted(present.difference(types.PUSH_ORDER))
+
+
+class StreamProtocol:
+    """Base of `SotwProtocol` and `DeltaProtocol`: one per stream, no I/O."""
+
+    def __init__(
+        self, info: StreamInfo, supported: frozenset[str], fixed_type: str | None = None
+    ) -> None:
+        self.info = info
+        self._supported = supported
+        self._fixed_type = fixed_type
+        self._nonces = NonceIssuer(info.stream_id)
+
+    def _type_of(self, request: Any) -> str:
+        return check_type(request.type_url, self._supported, self._fixed_type)
+
+    def _reply(
+        self, type_url: str, request: Any, latest_nonce: str, ack_version: str, nack_version: str
+    ) -> ClientReply | None:
+        """The ACK or NACK a request carries for `latest_nonce`; None if its nonce is stale."""
+        nonce = request.response_nonce
+        check = self._nonces.check(nonce, latest_nonce)
+        if check is NonceCheck.GARBAGE:
+            raise StreamError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"response_nonce {nonce!r} for {type_url} was never sent on this stream",
+            )
+        if check is NonceCheck.STALE:
+            return None  # superseded by a newer response; the client will answer that one
+        status = self.info.status(type_url)
+        if request.HasField("error_detail"):
+            status.nack_error = request.error_detail.message
+            status.nack_nonce = nonce
+            return ClientReply(type_url, nack_version, request.error_detail.message)
+        status.acked_version = ack_version
+        status.acked_nonce = nonce
+        status.nack_error = ""
+        return ClientReply(type_url, ack_version)
+
+    def _record_sent(self, type_url: str, version: str) -> str:
+        """Note a response of `type_url` at `version` as sent; return its fresh nonce."""
+        nonce = self._nonces.next()
+        status = self.info.status(type_url)
+        status.sent_version = version
+        status.sent_nonce = nonce
+        status.sent_at = time.time()
+        return nonce
