@@ -48,6 +48,8 @@ def decode(type_url: str, packed: any_pb2.Any) -> tuple[str, Resource]:
         document.update(spec)
     else:
         document["spec"] = spec
+    if message.status_json:
+        document["status"] = json.loads(message.status_json)
     resource = validate_document(document, source=message.origin)
     return (f"{meta.namespace}/{meta.name}" if meta.namespace else meta.name), resource
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -35,6 +36,7 @@ def resource_name(resource: Resource) -> str:
 
 def encode(resource: Resource, store_version: int) -> config_pb2.ConfigResource:
     meta = resource.metadata
+    status = resource.status_dict()
     return config_pb2.ConfigResource(
         api_version=resource.kind.preferred_api_version,
         kind=resource.kind.kind,
@@ -46,10 +48,15 @@ def encode(resource: Resource, store_version: int) -> config_pb2.ConfigResource:
             resource_version=meta.resource_version,
             generation=meta.generation,
         ),
-        spec_json=json.dumps(resource.spec_dict(), separators=(",", ":"), sort_keys=True),
+        spec_json=_json(resource.spec_dict()),
+        status_json="" if status is None else _json(status),
         origin=resource.source,
         store_version=store_version,
     )
+
+
+def _json(value: dict[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
 class ConfigDistributor:

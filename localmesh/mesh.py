@@ -25,9 +25,9 @@ from agent.envoy_process import EnvoyOptions, EnvoyProcess
 from agent.health import HealthServer
 from localmesh.demo_app import DemoApp
 from meshcore.lifecycle import Service
+from pilot.config_files import load_config_directory
 from pilot.model import WorkloadInstance
 from pilot.push_context import PushContext
-from pilot.registry import load_directory
 from pilot.server import Pilot, PilotOptions
 
 APP_ADDRESS_ANNOTATION = "localmesh.pymesh.dev/app-address"
@@ -70,7 +70,7 @@ def _annotations(directory: Path) -> dict[tuple[str, str], dict[str, str]]:
 
 def plan_pods(directory: Path) -> list[Pod]:
     """Every WorkloadEntry of the directory as a pod, with the ports its application serves."""
-    registry = load_directory(directory)
+    registry = load_config_directory(directory).registry
     context = PushContext.build(registry, version="plan")
     annotations = _annotations(directory)
     pods = []

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from meshconfig.errors import ConfigValidationError, FieldError, UnknownKindError
 from meshconfig.kinds import kind_for
@@ -81,18 +81,31 @@ def validate_document(document: Mapping[str, Any], source: str = "") -> Resource
         body: Any = {k: v for k, v in document.items() if k not in _OBJECT_FIELDS}
         prefix = ""
     else:
-        body = document.get("spec", {})
+        body = document.get("spec")
         prefix = "spec"
-        if body is None:
+        if body is None and kind.spec_required:
+            errors.append(FieldError("spec", "is required"))
+        elif body is None:
             body = {}
-    spec = None
-    try:
-        spec = kind.spec_model.model_validate(body)
-    except ValidationError as error:
-        errors.extend(field_errors(error, prefix))
+    spec = None if body is None else _validated(kind.spec_model, body, prefix, errors)
+    raw_status = document.get("status")
+    status = None
+    if kind.status_model is not None and raw_status is not None:
+        status = _validated(kind.status_model, raw_status, "status", errors)
     if errors or spec is None:
         raise ConfigValidationError(label, errors, source)
-    return Resource(kind, metadata, spec, source)
+    return Resource(kind, metadata, spec, source, status)
+
+
+def _validated(
+    model: type[BaseModel], body: Any, prefix: str, errors: list[FieldError]
+) -> BaseModel | None:
+    """`body` as `model`, or None after adding its errors (paths under `prefix`) to `errors`."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        errors.extend(field_errors(error, prefix))
+        return None
 
 
 def _metadata(raw: Any, namespaced: bool, errors: list[FieldError]) -> Metadata:

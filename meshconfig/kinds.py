@@ -1,4 +1,4 @@
-"""Every kind the mesh accepts, with its group, versions and spec model.
+"""Every kind the mesh accepts, with its group, versions, spec model and (if read) status model.
 
 Each API group's package declares a `KINDS` tuple; this module merges them into one table. A
 kind is identified without its version ("networking.istio.io/VirtualService"): all served
@@ -25,6 +25,12 @@ class Kind:
     # Kubernetes kinds keep fields beside `spec` (Endpoints' subsets, EndpointSlice's endpoints):
     # those are validated as the "spec" of the whole object minus apiVersion/kind/metadata.
     spec_is_whole_object: bool = False
+    # The model of `status` for kinds whose status the mesh reads (a Pod's IPs and phase);
+    # None: `status` is ignored, as it is for every Istio kind.
+    status_model: type[BaseModel] | None = None
+    # Whether a document must have `spec` (the CRD lists it as required); otherwise a missing
+    # `spec` is validated as an empty one.
+    spec_required: bool = False
 
     @property
     def id(self) -> str:

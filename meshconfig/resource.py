@@ -1,4 +1,4 @@
-"""A validated configuration resource: its kind, Kubernetes metadata and typed spec."""
+"""A validated configuration resource: its kind, Kubernetes metadata, typed spec and status."""
 
 from __future__ import annotations
 
@@ -37,12 +37,17 @@ class Metadata:
 
 @dataclass(frozen=True, slots=True)
 class Resource:
-    """One accepted resource. `spec` is the kind's validated model; equal content compares equal."""
+    """One accepted resource. `spec` is the kind's validated model; equal content compares equal.
+
+    `status` is the validated status of kinds that have a status model (Pod, Service), when the
+    document had one; None otherwise.
+    """
 
     kind: Kind
     metadata: Metadata
     spec: BaseModel
     source: str = ""
+    status: BaseModel | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -56,10 +61,11 @@ class Resource:
 
     def spec_dict(self) -> dict[str, Any]:
         """The spec as Istio JSON (camelCase, only fields that were set)."""
-        dumped: dict[str, Any] = self.spec.model_dump(
-            by_alias=True, exclude_unset=True, mode="json"
-        )
-        return dumped
+        return _as_json(self.spec)
+
+    def status_dict(self) -> dict[str, Any] | None:
+        """The status as Kubernetes JSON, like `spec_dict`; None when there is no status."""
+        return None if self.status is None else _as_json(self.status)
 
     def to_document(self) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -71,4 +77,12 @@ class Resource:
             document.update(self.spec_dict())
         else:
             document["spec"] = self.spec_dict()
+        status = self.status_dict()
+        if status is not None:
+            document["status"] = status
         return document
+
+
+def _as_json(model: BaseModel) -> dict[str, Any]:
+    dumped: dict[str, Any] = model.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    return dumped

@@ -1,8 +1,9 @@
 """Pilot's registry fed by galley's distribution instead of a directory it reads itself.
 
-Subscribes to ServiceEntry and WorkloadEntry through galley's client library. Until both kinds
-have arrived, pilot keeps its empty registry and reports not ready; after that every change is
-turned into a registry snapshot and handed to pilot. A registry-level rejection (the same host
+Subscribes to the registry kinds (ServiceEntry, WorkloadEntry) and the traffic kinds
+(VirtualService, DestinationRule, Gateway, Sidecar) through galley's client library. Until every
+kind has arrived, pilot keeps its empty input and reports not ready; after that every change is
+turned into pilot's input and handed over. A registry-level rejection (the same host
 declared by two ServiceEntries) is logged and the previous registry stays in force.
 """
 
@@ -14,21 +15,31 @@ from collections.abc import Callable
 from galley.client import ConfigClient
 from meshconfig import Kind, Resource
 from meshconfig.kinds import kind_by_id
-from pilot.registry import ConfigError, RegistrySnapshot
-from pilot.registry.resources import from_resources
+from pilot.config_files import PilotInput
+from pilot.registry import ConfigError
 
 log = logging.getLogger(__name__)
 
-REGISTRY_KINDS = ("networking.istio.io/ServiceEntry", "networking.istio.io/WorkloadEntry")
+PILOT_KINDS = tuple(
+    f"networking.istio.io/{kind}"
+    for kind in (
+        "ServiceEntry",
+        "WorkloadEntry",
+        "VirtualService",
+        "DestinationRule",
+        "Gateway",
+        "Sidecar",
+    )
+)
 
 
 class GalleyConfig:
     """Owns one task (`run`): the galley client's stream."""
 
     def __init__(
-        self, address: str, on_change: Callable[[RegistrySnapshot], None], *, node_id: str
+        self, address: str, on_change: Callable[[PilotInput], None], *, node_id: str
     ) -> None:
-        kinds = [kind_by_id(kind_id) for kind_id in REGISTRY_KINDS]
+        kinds = [kind_by_id(kind_id) for kind_id in PILOT_KINDS]
         self._kinds = [k for k in kinds if k is not None]
         self._on_change = on_change
         self._current: dict[str, list[Resource]] = {}
@@ -47,10 +58,12 @@ class GalleyConfig:
         if len(self._current) < len(self._kinds):
             return  # wait for every kind: a partial registry would drop live endpoints
         try:
-            registry = from_resources(r for group in self._current.values() for r in group)
+            update = PilotInput.from_resources(
+                [r for group in self._current.values() for r in group]
+            )
         except ConfigError as error:
             self.last_error = str(error)
             log.error("registry from galley rejected, keeping the previous one: %s", error)
             return
         self.last_error = ""
-        self._on_change(registry)
+        self._on_change(update)

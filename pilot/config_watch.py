@@ -1,9 +1,9 @@
 """Reloading the registry when files in the config directory change.
 
 A reload that fails validation is logged with the error (file, resource, field, reason) and
-otherwise ignored: the last accepted registry stays in force, so a typo in one file never
-takes a working mesh down. The reading itself is `pilot.registry.load_directory`; this module
-only decides when to call it. It owns one task (`run`), driven by inotify through watchfiles.
+otherwise ignored: the last accepted input stays in force, so a typo in one file never takes a
+working mesh down. The reading itself is `pilot.config_files.load_config_directory`; this
+module only decides when to call it. It owns one task (`run`), driven by inotify through watchfiles.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from pathlib import Path
 
 from watchfiles import awatch
 
-from pilot.registry import ConfigError, RegistrySnapshot, load_directory
+from meshconfig import ConfigValidationError
+from pilot.config_files import PilotInput, load_config_directory
+from pilot.registry import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +25,7 @@ class ConfigWatcher:
     def __init__(
         self,
         directory: Path,
-        on_change: Callable[[RegistrySnapshot], None],
+        on_change: Callable[[PilotInput], None],
         *,
         settle_ms: int = 50,
     ) -> None:
@@ -32,15 +34,15 @@ class ConfigWatcher:
         self._on_change = on_change
         self._settle_ms = settle_ms
 
-    def load(self) -> RegistrySnapshot:
-        """Read the directory now; raises ConfigError so start-up can fail loudly."""
-        return load_directory(self.directory)
+    def load(self) -> PilotInput:
+        """Read the directory now; raises so start-up can fail loudly."""
+        return load_config_directory(self.directory)
 
     def reload(self) -> bool:
         """Read the directory and hand over the result; keep the old one if it is invalid."""
         try:
             snapshot = self.load()
-        except (ConfigError, OSError) as error:
+        except (ConfigError, ConfigValidationError, OSError) as error:
             self.last_error = str(error)
             log.error(
                 "config in %s rejected, keeping the last good config: %s", self.directory, error

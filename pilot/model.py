@@ -171,6 +171,12 @@ class Endpoint:
     locality: str = ""
     network: str = ""
     service_account: str = ""
+    # The workload's labels, which DestinationRule subsets select by; not part of the hash
+    # (a mapping is not hashable), but part of equality.
+    labels: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", frozen_map(self.labels))
 
     @classmethod
     def of(cls, workload: WorkloadInstance, port: ServicePort) -> Endpoint:
@@ -181,7 +187,12 @@ class Endpoint:
             locality=workload.locality,
             network=workload.network,
             service_account=workload.service_account,
+            labels=workload.labels,
         )
+
+    def has_labels(self, selector: Mapping[str, str]) -> bool:
+        """Whether every label of `selector` is on this endpoint (an empty selector picks all)."""
+        return all(self.labels.get(key) == value for key, value in selector.items())
 
 
 @dataclass(frozen=True, slots=True)

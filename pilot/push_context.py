@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from pilot.istio_config import IstioConfig
 from pilot.model import (
     Endpoint,
     Proxy,
@@ -32,12 +33,15 @@ class PushContext:
 
     version: str
     services: tuple[Service, ...]  # sorted by hostname
+    config: IstioConfig
     _by_hostname: Mapping[str, Service]
     _endpoints: Mapping[tuple[str, int], tuple[Endpoint, ...]]
     _instances_by_address: Mapping[str, tuple[ServiceInstance, ...]]
 
     @classmethod
-    def build(cls, registry: RegistrySnapshot, version: str) -> PushContext:
+    def build(
+        cls, registry: RegistrySnapshot, version: str, config: IstioConfig | None = None
+    ) -> PushContext:
         services = tuple(sorted(registry.services, key=lambda s: s.hostname))
         workloads_by_namespace: dict[str, list[WorkloadInstance]] = defaultdict(list)
         for workload in registry.workloads:
@@ -58,6 +62,7 @@ class PushContext:
         return cls(
             version=version,
             services=services,
+            config=config or IstioConfig(),
             _by_hostname=MappingProxyType({s.hostname: s for s in services}),
             _endpoints=MappingProxyType(endpoints),
             _instances_by_address=MappingProxyType({a: tuple(i) for a, i in instances.items()}),

@@ -22,6 +22,7 @@ from meshcore.lifecycle import Service, cancel_and_wait
 from meshcore.monitoring import MonitoringServer
 from meshcore.xds.server import XdsServer
 from pilot import debug
+from pilot.config_files import PilotInput
 from pilot.config_galley import GalleyConfig
 from pilot.config_watch import ConfigWatcher
 from pilot.debounce import Debouncer, PushRequest
@@ -55,15 +56,15 @@ class Pilot(Service):
         self._versions = itertools.count(1)
         self._config: ConfigWatcher | GalleyConfig
         if options.config_dir is not None:
-            self._config = ConfigWatcher(options.config_dir, self._on_registry)
-            self._registry = self._config.load()
+            self._config = ConfigWatcher(options.config_dir, self._on_input)
+            self._input = self._config.load()
         elif options.galley is not None:
             node_id = f"pilot~{options.host}~pilot.istio-system~istio-system.svc.cluster.local"
-            self._config = GalleyConfig(options.galley, self._on_registry, node_id=node_id)
-            self._registry = RegistrySnapshot()
+            self._config = GalleyConfig(options.galley, self._on_input, node_id=node_id)
+            self._input = PilotInput()
         else:
             raise ValueError("pilot needs a config directory or a galley address")
-        self.discovery = DiscoveryService(self._context(self._registry), self.metrics)
+        self.discovery = DiscoveryService(self._context(self._input), self.metrics)
         self.xds = XdsServer(
             self.discovery.cache,
             self.discovery,
@@ -120,18 +121,23 @@ class Pilot(Service):
         """Why the config directory's current content was rejected; empty when it is in force."""
         return self._config.last_error
 
-    def _context(self, registry: RegistrySnapshot) -> PushContext:
-        self.metrics.services.set(len(registry.services))
-        return PushContext.build(registry, version=str(next(self._versions)))
+    def _context(self, update: PilotInput) -> PushContext:
+        self.metrics.services.set(len(update.registry.services))
+        return PushContext.build(
+            update.registry, version=str(next(self._versions)), config=update.istio
+        )
 
-    def _on_registry(self, registry: RegistrySnapshot) -> None:
-        previous, self._registry = self._registry, registry
-        if registry == previous:
+    def _on_input(self, update: PilotInput) -> None:
+        previous, self._input = self._input, update
+        if update == previous:
             return
-        self._debouncer.submit(classify_change(previous, registry))
+        if update.istio != previous.istio:
+            self._debouncer.submit(PushRequest(full=True, reason="config"))
+        else:
+            self._debouncer.submit(classify_change(previous.registry, update.registry))
 
     async def _push(self, request: PushRequest) -> None:
-        await self.discovery.push(request, self._context(self._registry))
+        await self.discovery.push(request, self._context(self._input))
 
     def _ready(self) -> bool:
         config_ready = not isinstance(self._config, GalleyConfig) or self._config.ready

@@ -14,7 +14,7 @@ from meshconfig.kube.objects import (
 
 KINDS: tuple[Kind, ...] = (
     Kind("", "Namespace", "namespaces", ("v1",), NamespaceSpec, namespaced=False),
-    Kind("", "Service", "services", ("v1",), ServiceSpec),
+    Kind("", "Service", "services", ("v1",), ServiceSpec, status_model=ServiceStatus),
     Kind("", "Endpoints", "endpoints", ("v1",), EndpointsBody, spec_is_whole_object=True),
     Kind(
         "discovery.k8s.io",
@@ -24,7 +24,7 @@ KINDS: tuple[Kind, ...] = (
         EndpointSliceBody,
         spec_is_whole_object=True,
     ),
-    Kind("", "Pod", "pods", ("v1",), PodSpec),
+    Kind("", "Pod", "pods", ("v1",), PodSpec, status_model=PodStatus),
     Kind(
         "",
         "ServiceAccount",

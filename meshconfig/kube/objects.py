@@ -7,9 +7,9 @@ it relies on (ports are integers, a targetPort is a number or a port name, a sel
 strings).
 
 `spec` is the whole body for the kinds that have no `spec` (Endpoints, EndpointSlice,
-ServiceAccount). The validation entry point keeps only `spec` of the others and drops `status`,
-so Pod and Service status (pod IPs, phase, load balancer addresses) have models of their own,
-`PodStatus` and `ServiceStatus`, for the Kubernetes source to read from the raw object.
+ServiceAccount). Pod and Service status (pod IPs, phase, load balancer addresses) is what the
+service registry needs beside the spec, so those kinds also have a status model, `PodStatus` and
+`ServiceStatus`, and their resources carry the validated status.
 """
 
 from __future__ import annotations

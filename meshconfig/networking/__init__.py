@@ -27,9 +27,9 @@ KINDS: tuple[Kind, ...] = (
     Kind(GROUP, "VirtualService", "virtualservices", VERSIONS, VirtualService),
     Kind(GROUP, "DestinationRule", "destinationrules", VERSIONS, DestinationRule),
     Kind(GROUP, "Gateway", "gateways", VERSIONS, Gateway),
-    Kind(GROUP, "ServiceEntry", "serviceentries", VERSIONS, ServiceEntry),
-    Kind(GROUP, "WorkloadEntry", "workloadentries", VERSIONS, WorkloadEntry),
-    Kind(GROUP, "WorkloadGroup", "workloadgroups", VERSIONS, WorkloadGroup),
+    Kind(GROUP, "ServiceEntry", "serviceentries", VERSIONS, ServiceEntry, spec_required=True),
+    Kind(GROUP, "WorkloadEntry", "workloadentries", VERSIONS, WorkloadEntry, spec_required=True),
+    Kind(GROUP, "WorkloadGroup", "workloadgroups", VERSIONS, WorkloadGroup, spec_required=True),
     Kind(GROUP, "Sidecar", "sidecars", VERSIONS, Sidecar),
 )
 

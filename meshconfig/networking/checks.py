@@ -1,10 +1,9 @@
-"""Istio's semantic rules for networking strings, and the base model that reports them by path.
+"""Istio's semantic rules for networking strings: hosts, ports, headers, regexes and the like.
 
 The CRD schemas only say "string" for host names, label selectors, regexes, header names and
 the like; istiod's validating webhook then rejects values a proxy could not use. The rules here
 restate that webhook's behaviour as small functions that return the reason a value is wrong (or
-None). `CheckedModel` lets a spec model list cross-field problems as (location, reason) pairs
-so that every error names the field a person has to fix, not the object that contains it.
+None); the networking models report those reasons as `meshconfig.base.CheckedModel` problems.
 """
 
 from __future__ import annotations
@@ -13,56 +12,13 @@ import ipaddress
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from http import HTTPStatus
-from typing import Annotated, Self
+from typing import Annotated
 
-from pydantic import AfterValidator, Field, ValidationError, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import AfterValidator
 
-from meshconfig.base import SpecModel, duration_seconds
+from meshconfig.base import Problem, duration_seconds
 
-Location = tuple[str | int, ...]
-Problem = tuple[Location, str]
-
-
-class CheckedModel(SpecModel):
-    """A spec model whose `problems()` (cross-field rules) are raised at their own locations."""
-
-    def problems(self) -> Iterator[Problem]:
-        """(location relative to this object, reason) for every rule the object breaks."""
-        return iter(())
-
-    @model_validator(mode="after")
-    def _raise_problems(self) -> Self:
-        found = list(self.problems())
-        if found:
-            # A ValidationError raised inside a validator keeps its locations, nested under
-            # this object's own location, so each problem lands on the field it is about.
-            raise ValidationError.from_exception_data(
-                type(self).__name__,
-                [
-                    InitErrorDetails(
-                        type=PydanticCustomError("semantic", "{reason}", {"reason": reason}),
-                        loc=location,
-                        input=self,
-                    )
-                    for location, reason in found
-                ],
-            )
-        return self
-
-
-# --- numbers and durations -------------------------------------------------------------------
-
-UInt32 = Annotated[int, Field(ge=0, le=4294967295)]
-Int32 = Annotated[int, Field(ge=-2147483648, le=2147483647)]
-# int32 fields that istiod rejects when negative (counts, limits, thresholds)
-Count = Annotated[int, Field(ge=0, le=2147483647)]
-IntPercent = Annotated[int, Field(ge=0, le=100)]
-
-
-def _check_duration_format(text: str) -> str:
-    duration_seconds(text)
-    return text
+# --- durations -------------------------------------------------------------------------------
 
 
 def _check_timeout(text: str) -> str:
@@ -74,8 +30,6 @@ def _check_timeout(text: str) -> str:
     return text
 
 
-# Any google.protobuf.Duration ("10s", "1m30s", "0s").
-AnyDuration = Annotated[str, AfterValidator(_check_duration_format)]
 # Durations whose CRD rule is `duration(self) >= duration('1ms')`; istiod adds ms precision.
 Timeout = Annotated[str, AfterValidator(_check_timeout)]
 
@@ -254,15 +208,6 @@ def label_errors(labels: Mapping[str, str]) -> Iterator[tuple[str, str]]:
             yield key, f"label key {key!r} is too long"
         if not _LABEL_VALUE.fullmatch(value) or len(value) > 63:
             yield key, f"invalid label value {value!r}"
-
-
-def selector_errors(labels: Mapping[str, str]) -> Iterator[tuple[str, str]]:
-    """(key, reason) for workload selector entries: no empty keys, no wildcards."""
-    for key, value in labels.items():
-        if not key:
-            yield key, "label key must not be empty"
-        if "*" in key or "*" in value:
-            yield key, f"wildcards are not supported in selectors ({key}={value})"
 
 
 # --- protocols -------------------------------------------------------------------------------

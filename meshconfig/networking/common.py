@@ -2,7 +2,8 @@
 
 Istio defines these once in its networking API and reuses them (a VirtualService route and a
 Sidecar's egress proxy are both a `Destination`); so do we, with the rules istiod applies to
-them wherever they appear.
+them wherever they appear. The `matchLabels` selector and policy target references shared with
+the other API groups are in `meshconfig.selector`.
 """
 
 from __future__ import annotations
@@ -12,18 +13,15 @@ from typing import Annotated
 
 from pydantic import Field
 
-from meshconfig.base import Percent, Port
+from meshconfig.base import CheckedModel, Location, Percent, Port, Problem
 from meshconfig.networking.checks import (
-    CheckedModel,
-    Location,
-    Problem,
     is_dns_label,
+    port_name_error,
+    protocol_error,
     regex_error,
-    selector_errors,
     wildcard_domain_error,
 )
-
-SelectorValue = Annotated[str, Field(max_length=63)]
+from meshconfig.selector import LabelValue, selector_errors
 
 
 class PortSelector(CheckedModel):
@@ -85,10 +83,21 @@ def string_match_problems(
             yield (*location, "regex"), invalid
 
 
-class WorkloadSelector(CheckedModel):
-    """Select workloads by labels (Sidecar, ServiceEntry)."""
+def port_problems(name: str | None, protocol: str | None) -> Iterator[Problem]:
+    """A service or listener port's name (a DNS label, when there is one) and protocol."""
+    if name is not None:
+        invalid = port_name_error(name)
+        if invalid:
+            yield ("name",), invalid
+    invalid = protocol_error(protocol or "")
+    if invalid:
+        yield ("protocol",), invalid
 
-    labels: Annotated[dict[str, SelectorValue], Field(max_length=256)] | None = None
+
+class WorkloadSelector(CheckedModel):
+    """Select workloads by labels (Sidecar, ServiceEntry): networking.v1alpha3's own selector."""
+
+    labels: Annotated[dict[str, LabelValue], Field(max_length=256)] | None = None
 
     def problems(self) -> Iterator[Problem]:
         for key, reason in selector_errors(self.labels or {}):

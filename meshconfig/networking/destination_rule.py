@@ -13,25 +13,27 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from meshconfig.base import Percent
-from meshconfig.networking.checks import (
-    AnyDuration,
+from meshconfig.base import (
     CheckedModel,
     Count,
+    Duration,
     Int32,
     IntPercent,
+    Percent,
     Problem,
-    Timeout,
     UInt32,
+)
+from meshconfig.networking.checks import (
+    Timeout,
     export_to_problems,
     fqdn_error,
     is_dns_label,
     is_ip,
     label_errors,
-    selector_errors,
     wildcard_domain_error,
 )
-from meshconfig.networking.common import PortSelector, SelectorValue
+from meshconfig.networking.common import PortSelector
+from meshconfig.selector import WorkloadSelector
 
 
 class TcpKeepalive(CheckedModel):
@@ -88,7 +90,7 @@ class Cookie(CheckedModel):
 class HTTPCookie(CheckedModel):
     name: str
     path: str | None = None
-    ttl: AnyDuration | None = None
+    ttl: Duration | None = None
     attributes: list[Cookie] | None = None
 
     def problems(self) -> Iterator[Problem]:
@@ -131,28 +133,20 @@ class ConsistentHashLB(CheckedModel):
     minimum_ring_size: Annotated[int, Field(ge=0)] | None = None
 
     def problems(self) -> Iterator[Problem]:
-        keys = [
-            alias
-            for alias, value in (
-                ("httpHeaderName", self.http_header_name),
-                ("httpCookie", self.http_cookie),
-                ("useSourceIp", self.use_source_ip),
-                ("httpQueryParameterName", self.http_query_parameter_name),
-            )
-            if value is not None
-        ]
+        keys = self.set_fields(
+            "http_header_name", "http_cookie", "use_source_ip", "http_query_parameter_name"
+        )
         if len(keys) > 1:
             yield (keys[1],), f"only one hash key may be set, got {', '.join(keys)}"
-        if self.ring_hash is not None and self.maglev is not None:
-            yield ("maglev",), "only one of ringHash or maglev may be set"
+        yield from self.only_one_of("ring_hash", "maglev")
         if self.minimum_ring_size and (self.ring_hash is not None or self.maglev is not None):
             yield ("minimumRingSize",), "cannot be used together with ringHash or maglev"
 
 
 class BackendUtilization(CheckedModel):
-    weight_update_period: AnyDuration | None = None
-    weight_expiration_period: AnyDuration | None = None
-    weight_stabilization_period: AnyDuration | None = None
+    weight_update_period: Duration | None = None
+    weight_expiration_period: Duration | None = None
+    weight_stabilization_period: Duration | None = None
     error_utilization_penalty_percent: UInt32 | None = None
     metric_names_for_computing_utilization: list[str] | None = None
 
@@ -266,17 +260,7 @@ class LoadBalancerSettings(CheckedModel):
     warmup: WarmupConfiguration | None = None
 
     def problems(self) -> Iterator[Problem]:
-        chosen = [
-            alias
-            for alias, value in (
-                ("simple", self.simple),
-                ("consistentHash", self.consistent_hash),
-                ("backendUtilization", self.backend_utilization),
-            )
-            if value is not None
-        ]
-        if len(chosen) > 1:
-            yield (chosen[1],), f"only one of {' or '.join(chosen)} may be set"
+        yield from self.only_one_of("simple", "consistent_hash", "backend_utilization")
 
 
 class OutlierDetection(CheckedModel):
@@ -375,7 +359,7 @@ class ProxyProtocol(CheckedModel):
 class RetryBudget(CheckedModel):
     percent: Percent | None = None
     min_retry_concurrency: UInt32 | None = None
-    budget_interval: AnyDuration | None = None
+    budget_interval: Duration | None = None
 
 
 class TrafficPolicy(CheckedModel):
@@ -411,16 +395,6 @@ class Subset(CheckedModel):
             yield ("labels", key), reason
 
 
-class MatchLabelsSelector(CheckedModel):
-    """The `matchLabels` workload selector of istio.type.v1beta1 (DestinationRule's shape)."""
-
-    match_labels: Annotated[dict[str, SelectorValue], Field(max_length=4096)] | None = None
-
-    def problems(self) -> Iterator[Problem]:
-        for key, reason in selector_errors(self.match_labels or {}):
-            yield ("matchLabels", key), reason
-
-
 class DestinationRule(CheckedModel):
     """The spec of networking.istio.io DestinationRule."""
 
@@ -428,7 +402,7 @@ class DestinationRule(CheckedModel):
     traffic_policy: TrafficPolicy | None = None
     subsets: list[Subset] | None = None
     export_to: list[str] | None = None
-    workload_selector: MatchLabelsSelector | None = None
+    workload_selector: WorkloadSelector | None = None
 
     def problems(self) -> Iterator[Problem]:
         invalid = wildcard_domain_error(self.host)

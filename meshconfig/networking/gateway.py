@@ -11,11 +11,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from meshconfig.base import CheckedModel, Problem, UInt32
 from meshconfig.networking.checks import (
     UNIX_PREFIX,
-    CheckedModel,
-    Problem,
-    UInt32,
     is_http_protocol,
     is_ip,
     is_tls_protocol,
@@ -90,17 +88,7 @@ class ServerTLSSettings(CheckedModel):
         return bool(self.server_certificate or self.private_key or self.ca_certificates)
 
     def problems(self) -> Iterator[Problem]:
-        sources = [
-            alias
-            for alias, value in (
-                ("credentialName", self.credential_name),
-                ("credentialNames", self.credential_names),
-                ("tlsCertificates", self.tls_certificates),
-            )
-            if value is not None
-        ]
-        if len(sources) > 1:
-            yield (sources[1],), f"only one of {' or '.join(sources)} may be set"
+        yield from self.only_one_of("credential_name", "credential_names", "tls_certificates")
         if self.mode == "ISTIO_MUTUAL":
             for alias, value in (
                 ("serverCertificate", self.server_certificate),

@@ -12,21 +12,17 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from meshconfig.base import CheckedModel, Problem, UInt32
 from meshconfig.networking.checks import (
-    CheckedModel,
-    Problem,
-    UInt32,
     export_to_problems,
     fqdn_error,
     ip_or_cidr_error,
     is_http_protocol,
     is_ip,
     is_tls_protocol,
-    port_name_error,
-    protocol_error,
     wildcard_domain_error,
 )
-from meshconfig.networking.common import WorkloadSelector
+from meshconfig.networking.common import WorkloadSelector, port_problems
 from meshconfig.networking.workload_entry import WorkloadEntry
 
 Resolution = Literal["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"]
@@ -42,12 +38,7 @@ class ServicePort(CheckedModel):
         for alias, number in (("number", self.number), ("targetPort", self.target_port)):
             if number is not None and not 1 <= number <= 65535:
                 yield (alias,), f"port {number} is not in the range 1-65535"
-        invalid = port_name_error(self.name)
-        if invalid:
-            yield ("name",), invalid
-        invalid = protocol_error(self.protocol or "")
-        if invalid:
-            yield ("protocol",), invalid
+        yield from port_problems(self.name, self.protocol)
 
 
 class ServiceEntry(CheckedModel):

@@ -10,19 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
+from meshconfig.base import CheckedModel, Problem, UInt32
 from meshconfig.networking.checks import (
     UNIX_PREFIX,
-    CheckedModel,
-    Problem,
-    UInt32,
     is_http_protocol,
     is_ip,
     namespaced_host_errors,
-    port_name_error,
-    protocol_error,
     unix_path_error,
 )
-from meshconfig.networking.common import Destination, WorkloadSelector
+from meshconfig.networking.common import Destination, WorkloadSelector, port_problems
 from meshconfig.networking.destination_rule import ConnectionPoolSettings
 from meshconfig.networking.gateway import ServerTLSSettings
 
@@ -39,13 +35,7 @@ class SidecarPort(CheckedModel):
     target_port: UInt32 | None = None
 
     def problems(self) -> Iterator[Problem]:
-        if self.name:
-            invalid = port_name_error(self.name)
-            if invalid:
-                yield ("name",), invalid
-        invalid = protocol_error(self.protocol or "")
-        if invalid:
-            yield ("protocol",), invalid
+        yield from port_problems(self.name or None, self.protocol)  # "" is no name here
         if self.target_port:
             yield ("targetPort",), "targetPort has no effect on sidecars"
 

@@ -14,16 +14,19 @@ from typing import Annotated, Literal, Protocol
 
 from pydantic import AliasChoices, Field
 
-from meshconfig.base import Port, duration_seconds
-from meshconfig.networking.checks import (
-    GRPC_STATUSES,
-    HTTP_METHODS,
+from meshconfig.base import (
     CheckedModel,
     Int32,
     IntPercent,
+    Port,
     Problem,
-    Timeout,
     UInt32,
+    duration_seconds,
+)
+from meshconfig.networking.checks import (
+    GRPC_STATUSES,
+    HTTP_METHODS,
+    Timeout,
     export_to_problems,
     gateway_name_error,
     header_name_error,
@@ -189,8 +192,7 @@ class HTTPRedirect(CheckedModel):
     prefix_rewrite: str | None = None
 
     def problems(self) -> Iterator[Problem]:
-        if self.port is not None and self.derive_port is not None:
-            yield ("derivePort",), "only one of port or derivePort may be set"
+        yield from self.only_one_of("port", "derive_port")
         targets = (self.uri, self.authority, self.scheme, self.port, self.derive_port)
         if not any(targets) and not self.prefix_rewrite:
             yield (), "a redirect must set at least one of uri, authority, scheme or port"
@@ -205,8 +207,7 @@ class HTTPBody(CheckedModel):
     bytes_: str | None = Field(None, alias="bytes")
 
     def problems(self) -> Iterator[Problem]:
-        if self.string is not None and self.bytes_ is not None:
-            yield ("bytes",), "only one of string or bytes may be set"
+        yield from self.only_one_of("string", "bytes_")
         size = len(self.string or "")
         if self.bytes_ is not None:
             try:
@@ -322,9 +323,8 @@ class Delay(CheckedModel):
     percentage: Percentage | None = None
 
     def problems(self) -> Iterator[Problem]:
-        if self.fixed_delay is not None and self.exponential_delay is not None:
-            yield ("exponentialDelay",), "only one of fixedDelay or exponentialDelay may be set"
-        elif self.exponential_delay is not None:
+        yield from self.only_one_of("fixed_delay", "exponential_delay")
+        if self.fixed_delay is None and self.exponential_delay is not None:
             yield ("exponentialDelay",), "exponentialDelay is not supported yet"
         yield from _fraction_problems(self.percentage)
 
@@ -336,17 +336,7 @@ class Abort(CheckedModel):
     percentage: Percentage | None = None
 
     def problems(self) -> Iterator[Problem]:
-        chosen = [
-            alias
-            for alias, value in (
-                ("httpStatus", self.http_status),
-                ("grpcStatus", self.grpc_status),
-                ("http2Error", self.http2_error),
-            )
-            if value is not None
-        ]
-        if len(chosen) > 1:
-            yield (chosen[1],), f"only one of {' or '.join(chosen)} may be set"
+        yield from self.only_one_of("http_status", "grpc_status", "http2_error")
         if self.http_status is not None and not 200 <= self.http_status <= 599:
             yield ("httpStatus",), f"HTTP status {self.http_status} is not in the range 200-599"
         if self.grpc_status is not None and self.grpc_status not in GRPC_STATUSES:

@@ -12,12 +12,9 @@ from typing import Annotated
 
 from pydantic import Field
 
+from meshconfig.base import CheckedModel, Count, NonEmpty, Problem, UInt32
 from meshconfig.networking.checks import (
     UNIX_PREFIX,
-    CheckedModel,
-    Count,
-    Problem,
-    UInt32,
     fqdn_error,
     is_ip,
     label_errors,
@@ -120,7 +117,7 @@ class TCPHealthCheckConfig(CheckedModel):
 
 
 class ExecHealthCheckConfig(CheckedModel):
-    command: list[Annotated[str, Field(min_length=1)]]
+    command: list[NonEmpty]
 
     def problems(self) -> Iterator[Problem]:
         if not self.command:
@@ -150,20 +147,10 @@ class ReadinessProbe(CheckedModel):
     grpc: GrpcHealthCheckConfig | None = None
 
     def problems(self) -> Iterator[Problem]:
-        methods = [
-            alias
-            for alias, value in (
-                ("httpGet", self.http_get),
-                ("tcpSocket", self.tcp_socket),
-                ("exec", self.exec),
-                ("grpc", self.grpc),
-            )
-            if value is not None
-        ]
-        if not methods:
+        methods = ("http_get", "tcp_socket", "exec", "grpc")
+        if not self.set_fields(*methods):
             yield (), "one of httpGet, tcpSocket, exec or grpc is required"
-        elif len(methods) > 1:
-            yield (methods[1],), f"only one of {' or '.join(methods)} may be set"
+        yield from self.only_one_of(*methods)
 
 
 class WorkloadGroup(CheckedModel):

@@ -10,28 +10,33 @@ expressions. Before `handler` and `instance` existed each adapter and template h
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, RootModel, model_validator
 
-from meshconfig.base import Duration, SpecModel
-from meshconfig.security.common import Location, Problems, fail_at
+from meshconfig.base import (
+    CheckedModel,
+    Duration,
+    Location,
+    NonEmpty,
+    Problem,
+    SpecModel,
+    UInt32,
+    raise_problems,
+)
 
-NonEmpty = Annotated[str, Field(min_length=1)]
 
-
-def _expression_problems(params: Mapping[str, Any], where: Location, problems: Problems) -> None:
+def _expression_problems(params: Mapping[str, Any], where: Location) -> Iterator[Problem]:
     """Template params are expressions (strings), possibly grouped in maps; nothing else."""
     for key, value in params.items():
         if isinstance(value, Mapping):
-            _expression_problems(value, (*where, key), problems)
+            yield from _expression_problems(value, (*where, key))
         elif not isinstance(value, str):
-            problems.add(
+            yield (
                 (*where, key),
                 f"must be an attribute expression string, got {type(value).__name__} "
                 '(quote literals, e.g. "1")',
-                value,
             )
 
 
@@ -43,7 +48,7 @@ class OAuth(SpecModel):
     endpoint_params: dict[str, str] | None = None
 
 
-class Tls(SpecModel):
+class Tls(CheckedModel):
     """TLS to an out-of-process adapter, with a token (from a file or OAuth) in each call."""
 
     ca_certificates: str | None = None
@@ -53,15 +58,11 @@ class Tls(SpecModel):
     custom_header: str | None = None
     server_name: str | None = None
 
-    @model_validator(mode="after")
-    def _oneofs(self) -> Tls:
-        problems = Problems()
+    def problems(self) -> Iterator[Problem]:
         if self.token_path is not None and self.oauth is not None:
-            problems.add(("oauth",), "only one of tokenPath or oauth can be set")
+            yield ("oauth",), "only one of tokenPath or oauth can be set"
         if self.auth_header is not None and self.custom_header is not None:
-            problems.add(("customHeader",), "only one of authHeader or customHeader can be set")
-        problems.raise_any()
-        return self
+            yield ("customHeader",), "only one of authHeader or customHeader can be set"
 
 
 class Mutual(SpecModel):
@@ -71,15 +72,13 @@ class Mutual(SpecModel):
     server_name: str | None = None
 
 
-class Authentication(SpecModel):
+class Authentication(CheckedModel):
     tls: Tls | None = None
     mutual: Mutual | None = None
 
-    @model_validator(mode="after")
-    def _one_kind(self) -> Authentication:
+    def problems(self) -> Iterator[Problem]:
         if self.tls is not None and self.mutual is not None:
-            raise ValueError("only one of tls or mutual can be set")
-        return self
+            yield (), "only one of tls or mutual can be set"
 
 
 class Connection(SpecModel):
@@ -90,7 +89,7 @@ class Connection(SpecModel):
     authentication: Authentication | None = None
 
 
-class HandlerSpec(SpecModel):
+class HandlerSpec(CheckedModel):
     """An adapter configured: compiled into Mixer (compiledAdapter) or out of process (adapter)."""
 
     name: str | None = None
@@ -99,16 +98,14 @@ class HandlerSpec(SpecModel):
     params: dict[str, Any] | None = None
     connection: Connection | None = None
 
-    @model_validator(mode="after")
-    def _one_adapter(self) -> HandlerSpec:
+    def problems(self) -> Iterator[Problem]:
         if self.compiled_adapter and self.adapter:
-            fail_at(("adapter",), "only one of compiledAdapter or adapter can be set")
+            yield ("adapter",), "only one of compiledAdapter or adapter can be set"
         if not self.compiled_adapter and not self.adapter:
-            fail_at(("compiledAdapter",), "one of compiledAdapter or adapter is required")
-        return self
+            yield ("compiledAdapter",), "one of compiledAdapter or adapter is required"
 
 
-class InstanceSpec(SpecModel):
+class InstanceSpec(CheckedModel):
     """Request attributes mapped onto a template's fields, by one expression per field."""
 
     name: str | None = None
@@ -117,16 +114,12 @@ class InstanceSpec(SpecModel):
     params: dict[str, Any] | None = None
     attribute_bindings: dict[str, str] | None = None
 
-    @model_validator(mode="after")
-    def _template_and_params(self) -> InstanceSpec:
-        problems = Problems()
+    def problems(self) -> Iterator[Problem]:
         if self.compiled_template and self.template:
-            problems.add(("template",), "only one of compiledTemplate or template can be set")
+            yield ("template",), "only one of compiledTemplate or template can be set"
         if not self.compiled_template and not self.template:
-            problems.add(("compiledTemplate",), "one of compiledTemplate or template is required")
-        _expression_problems(self.params or {}, ("params",), problems)
-        problems.raise_any()
-        return self
+            yield ("compiledTemplate",), "one of compiledTemplate or template is required"
+        yield from _expression_problems(self.params or {}, ("params",))
 
 
 class RuleAction(SpecModel):
@@ -144,7 +137,7 @@ class HeaderOperation(SpecModel):
 
 
 class FractionalPercent(SpecModel):
-    numerator: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
+    numerator: UInt32 | None = None
     denominator: Literal["HUNDRED", "TEN_THOUSAND"] | None = None
 
 
@@ -188,7 +181,5 @@ class TemplateParams(RootModel[dict[str, Any]]):
 
     @model_validator(mode="after")
     def _expressions(self) -> TemplateParams:
-        problems = Problems()
-        _expression_problems(self.root, (), problems)
-        problems.raise_any()
+        raise_problems(self, _expression_problems(self.root, ()))
         return self

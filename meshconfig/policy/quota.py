@@ -7,27 +7,24 @@ Mixer for those quotas, and the quota instances and handlers (memquota, redisquo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from meshconfig.base import SpecModel
-
-NonEmpty = Annotated[str, Field(min_length=1)]
+from meshconfig.base import CheckedModel, NonEmpty, Problem, SpecModel
 
 
-class StringMatch(SpecModel):
+class StringMatch(CheckedModel):
     """A case-sensitive match of an attribute value: exact, prefix or (ECMAScript) regex."""
 
     exact: str | None = None
     prefix: str | None = None
     regex: str | None = None
 
-    @model_validator(mode="after")
-    def _one_way(self) -> StringMatch:
-        if sum(v is not None for v in (self.exact, self.prefix, self.regex)) > 1:
-            raise ValueError("only one of exact, prefix or regex can be set")
-        return self
+    def problems(self) -> Iterator[Problem]:
+        if len(self.set_fields("exact", "prefix", "regex")) > 1:
+            yield (), "only one of exact, prefix or regex can be set"
 
 
 class AttributeMatch(SpecModel):

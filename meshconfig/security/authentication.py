@@ -8,19 +8,14 @@ the workload's proxy verifies. Fields follow Istio's CRD schemas, checks follow 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from meshconfig.base import SpecModel
-from meshconfig.security.common import (
-    AtLeastOneMillisecond,
-    Problems,
-    TargetedSpec,
-    WorkloadSelector,
-    fail_at,
-)
+from meshconfig.base import AtLeastOneMillisecond, CheckedModel, NonEmpty, Problem, SpecModel
+from meshconfig.selector import TargetedSpec, WorkloadSelector
 
 MtlsMode = Literal["UNSET", "DISABLE", "PERMISSIVE", "STRICT"]
 
@@ -29,7 +24,7 @@ class PeerMtls(SpecModel):
     mode: MtlsMode | None = None
 
 
-class PeerAuthenticationSpec(SpecModel):
+class PeerAuthenticationSpec(CheckedModel):
     """The mutual TLS mode for a mesh, a namespace or selected workloads, optionally per port."""
 
     selector: WorkloadSelector | None = None
@@ -44,24 +39,18 @@ class PeerAuthenticationSpec(SpecModel):
             return {str(k) if isinstance(k, int) else k: v for k, v in value.items()}
         return value
 
-    @model_validator(mode="after")
-    def _ports(self) -> PeerAuthenticationSpec:
-        problems = Problems()
-        if self.port_level_mtls is not None:
-            if self.selector is None or not self.selector.match_labels:
-                problems.add(
-                    ("portLevelMtls",),
-                    "portLevelMtls requires a selector with matchLabels "
-                    "(mesh- and namespace-wide policies cannot have port level mTLS)",
-                )
-            for port in self.port_level_mtls:
-                if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
-                    problems.add(("portLevelMtls", port), "port must be between 1-65535", port)
-        problems.raise_any()
-        return self
-
-
-NonEmpty = Annotated[str, Field(min_length=1)]
+    def problems(self) -> Iterator[Problem]:
+        if self.port_level_mtls is None:
+            return
+        if self.selector is None or not self.selector.match_labels:
+            yield (
+                ("portLevelMtls",),
+                "portLevelMtls requires a selector with matchLabels "
+                "(mesh- and namespace-wide policies cannot have port level mTLS)",
+            )
+        for port in self.port_level_mtls:
+            if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+                yield ("portLevelMtls", port), "port must be between 1-65535"
 
 
 def _http_url(value: str) -> str:
@@ -102,7 +91,7 @@ class ClaimToHeader(SpecModel):
     claim: NonEmpty
 
 
-class JwtRule(SpecModel):
+class JwtRule(CheckedModel):
     """One trusted token issuer: where its keys are, where its tokens are found, what to forward.
 
     `jwksUri` may also be written as `jwks_uri` (its protobuf name, which the CRD lists too).
@@ -129,13 +118,11 @@ class JwtRule(SpecModel):
             raise ValueError("only one of jwks or jwksUri can be set")
         return value
 
-    @model_validator(mode="after")
-    def _key_source(self) -> JwtRule:
+    def problems(self) -> Iterator[Problem]:
         if self.jwks is not None and self.jwks_uri is not None:
-            raise ValueError("only one of jwks or jwksUri can be set")
+            yield (), "only one of jwks or jwksUri can be set"
         if not self.issuer and not self.jwks_uri:
-            fail_at(("issuer",), "issuer or jwksUri must be set")
-        return self
+            yield ("issuer",), "issuer or jwksUri must be set"
 
 
 class RequestAuthenticationSpec(TargetedSpec):

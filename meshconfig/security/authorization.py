@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field
 
-from meshconfig.base import SpecModel
-from meshconfig.security.common import Location, Problems, TargetedSpec, fail_at
+from meshconfig.base import CheckedModel, Location, Problem, SpecModel
+from meshconfig.selector import TargetedSpec
 
 Action = Literal["ALLOW", "DENY", "AUDIT", "CUSTOM"]
 
@@ -70,7 +71,7 @@ PathValue = Annotated[str, AfterValidator(_path)]
 ServiceAccount = Annotated[str, Field(max_length=320), AfterValidator(_service_account)]
 
 
-class Source(SpecModel):
+class Source(CheckedModel):
     """The peer identity, namespace or address a request must (not) come from."""
 
     principals: list[Value] | None = None
@@ -88,18 +89,16 @@ class Source(SpecModel):
     remote_ip_blocks: list[IpBlock] | None = None
     not_remote_ip_blocks: list[IpBlock] | None = None
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Source:
+    def problems(self) -> Iterator[Problem]:
         by_identity = self.principals or self.not_principals
         by_namespace = self.namespaces or self.not_namespaces
         if (self.service_accounts or self.not_service_accounts) and (by_identity or by_namespace):
-            raise ValueError("cannot set serviceAccounts with namespaces or principals")
+            yield (), "cannot set serviceAccounts with namespaces or principals"
         if not any(getattr(self, name) for name in type(self).model_fields):
-            raise ValueError("source must set at least one field")
-        return self
+            yield (), "source must set at least one field"
 
 
-class Operation(SpecModel):
+class Operation(CheckedModel):
     """The request (host, port, method, path) a rule matches."""
 
     hosts: list[Value] | None = None
@@ -111,31 +110,25 @@ class Operation(SpecModel):
     paths: list[PathValue] | None = None
     not_paths: list[PathValue] | None = None
 
-    @model_validator(mode="after")
-    def _not_blank(self) -> Operation:
+    def problems(self) -> Iterator[Problem]:
         if not any(getattr(self, name) for name in type(self).model_fields):
-            raise ValueError("operation must set at least one field")
-        return self
+            yield (), "operation must set at least one field"
 
 
-class From(SpecModel):
+class From(CheckedModel):
     source: Source | None = None
 
-    @model_validator(mode="after")
-    def _has_source(self) -> From:
+    def problems(self) -> Iterator[Problem]:
         if self.source is None:
-            fail_at(("source",), "must be set")
-        return self
+            yield ("source",), "must be set"
 
 
-class To(SpecModel):
+class To(CheckedModel):
     operation: Operation | None = None
 
-    @model_validator(mode="after")
-    def _has_operation(self) -> To:
+    def problems(self) -> Iterator[Problem]:
         if self.operation is None:
-            fail_at(("operation",), "must be set")
-        return self
+            yield ("operation",), "must be set"
 
 
 _IP_KEYS = frozenset({"source.ip", "remote.ip", "destination.ip"})
@@ -173,32 +166,28 @@ def _attribute(key: str) -> str:
     raise ValueError(f"unknown attribute {key!r}")
 
 
-class Condition(SpecModel):
+class Condition(CheckedModel):
     """An extra condition on an Istio attribute (`request.headers[x-user]`, `source.ip`, ...)."""
 
     key: Annotated[str, AfterValidator(_attribute)]
     values: list[Value] | None = None
     not_values: list[Value] | None = None
 
-    @model_validator(mode="after")
-    def _values_fit_key(self) -> Condition:
+    def problems(self) -> Iterator[Problem]:
         if not self.values and not self.not_values:
-            raise ValueError(f"at least one of values or notValues must be set for key {self.key}")
+            yield (), f"at least one of values or notValues must be set for key {self.key}"
         if self.key in _IP_KEYS:
             check = _ip_or_cidr
         elif self.key == "destination.port":
             check = _port
         else:
-            return self
-        problems = Problems()
+            return
         for field, values in (("values", self.values), ("notValues", self.not_values)):
             for index, value in enumerate(values or ()):
                 try:
                     check(value)
                 except ValueError as error:
-                    problems.add((field, index), str(error), value)
-        problems.raise_any()
-        return self
+                    yield (field, index), str(error)
 
 
 def _not_empty_list(entries: list[Any]) -> list[Any]:
@@ -242,37 +231,34 @@ class AuthorizationPolicySpec(TargetedSpec):
     provider: ExtensionProvider | None = None
     rules: Annotated[list[Rule], Field(max_length=512)] | None = None
 
-    @model_validator(mode="after")
-    def _action_fits(self) -> AuthorizationPolicySpec:
-        problems = Problems()
+    def problems(self) -> Iterator[Problem]:
+        yield from super().problems()
         action = self.action or "ALLOW"
         if action in ("DENY", "CUSTOM") and not self.rules:
-            problems.add(
+            yield (
                 ("rules",),
                 f"{action} action without rules is never triggered; "
                 "add an empty rule {} to trigger it for every request",
             )
         if action == "CUSTOM":
             if self.provider is None or not self.provider.name:
-                problems.add(("provider", "name"), "must be set for the CUSTOM action")
+                yield ("provider", "name"), "must be set for the CUSTOM action"
             for index, rule in enumerate(self.rules or ()):
-                _custom_rule_problems(rule, ("rules", index), problems)
+                yield from _custom_rule_problems(rule, ("rules", index))
         elif self.provider is not None:
-            problems.add(("provider",), f"must not be set with the {action} action")
-        problems.raise_any()
-        return self
+            yield ("provider",), f"must not be set with the {action} action"
 
 
-def _custom_rule_problems(rule: Rule, where: Location, problems: Problems) -> None:
+def _custom_rule_problems(rule: Rule, where: Location) -> Iterator[Problem]:
     for index, entry in enumerate(rule.from_ or ()):
         source = entry.source
         for name in _CUSTOM_UNSUPPORTED_SOURCE:
             if source is not None and getattr(source, name):
                 alias = Source.model_fields[name].alias or name
                 location = (*where, "from", index, "source", alias)
-                problems.add(location, "is not supported with the CUSTOM action")
+                yield location, "is not supported with the CUSTOM action"
     for index, condition in enumerate(rule.when or ()):
         key = condition.key
         if key in _CUSTOM_UNSUPPORTED_KEYS or key.startswith("request.auth."):
             location = (*where, "when", index, "key")
-            problems.add(location, f"{key} is not supported with the CUSTOM action", key)
+            yield location, f"{key} is not supported with the CUSTOM action"

@@ -7,12 +7,18 @@ Fields follow Istio's CRD schema; the checks are its CEL rules and Istio's webho
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Iterator
+from typing import Literal
 
-from pydantic import Field, model_validator
-
-from meshconfig.base import Percent, SpecModel
-from meshconfig.security.common import AtLeastOneMillisecond, Problems, TargetedSpec
+from meshconfig.base import (
+    AtLeastOneMillisecond,
+    CheckedModel,
+    NonEmpty,
+    Percent,
+    Problem,
+    SpecModel,
+)
+from meshconfig.selector import TargetedSpec
 
 WorkloadMode = Literal["CLIENT_AND_SERVER", "CLIENT", "SERVER"]
 StandardMetric = Literal[
@@ -28,7 +34,6 @@ StandardMetric = Literal[
     "GRPC_REQUEST_MESSAGES",
     "GRPC_RESPONSE_MESSAGES",
 ]
-NonEmpty = Annotated[str, Field(min_length=1)]
 
 
 class ProviderRef(SpecModel):
@@ -41,34 +46,28 @@ class ModeSelector(SpecModel):
     mode: WorkloadMode | None = None
 
 
-class MetricSelector(SpecModel):
+class MetricSelector(CheckedModel):
     """The metrics an override applies to: one standard metric, one custom metric, or all."""
 
     metric: StandardMetric | None = None
     custom_metric: NonEmpty | None = None
     mode: WorkloadMode | None = None
 
-    @model_validator(mode="after")
-    def _one_metric(self) -> MetricSelector:
+    def problems(self) -> Iterator[Problem]:
         if self.metric is not None and self.custom_metric is not None:
-            raise ValueError("only one of metric or customMetric can be set")
-        return self
+            yield (), "only one of metric or customMetric can be set"
 
 
-class TagOverride(SpecModel):
+class TagOverride(CheckedModel):
     operation: Literal["UPSERT", "REMOVE"] | None = None
     value: str | None = None
 
-    @model_validator(mode="after")
-    def _value_fits_operation(self) -> TagOverride:
+    def problems(self) -> Iterator[Problem]:
         # An unset operation means UPSERT, as in Istio's API.
-        problems = Problems()
         if self.operation == "REMOVE" and self.value is not None:
-            problems.add(("value",), "value must not be set when operation is REMOVE", self.value)
+            yield ("value",), "value must not be set when operation is REMOVE"
         elif self.operation != "REMOVE" and not self.value:
-            problems.add(("value",), "value must be set when operation is UPSERT", self.value)
-        problems.raise_any()
-        return self
+            yield ("value",), "value must be set when operation is UPSERT"
 
 
 class MetricsOverrides(SpecModel):
@@ -101,7 +100,7 @@ class FormatterTag(SpecModel):
     value: NonEmpty
 
 
-class CustomTag(SpecModel):
+class CustomTag(CheckedModel):
     """Where a span tag's value comes from: exactly one source at most."""
 
     literal: LiteralTag | None = None
@@ -109,15 +108,12 @@ class CustomTag(SpecModel):
     header: HeaderTag | None = None
     formatter: FormatterTag | None = None
 
-    @model_validator(mode="after")
-    def _one_source(self) -> CustomTag:
-        sources = [self.literal, self.environment, self.header, self.formatter]
-        if sum(source is not None for source in sources) > 1:
-            raise ValueError("only one of literal, environment, header or formatter can be set")
-        return self
+    def problems(self) -> Iterator[Problem]:
+        if len(self.set_fields("literal", "environment", "header", "formatter")) > 1:
+            yield (), "only one of literal, environment, header or formatter can be set"
 
 
-class Tracing(SpecModel):
+class Tracing(CheckedModel):
     match: ModeSelector | None = None
     providers: list[ProviderRef] | None = None
     random_sampling_percentage: Percent | None = None
@@ -127,11 +123,9 @@ class Tracing(SpecModel):
     enable_istio_tags: bool | None = None
     disable_context_propagation: bool | None = None
 
-    @model_validator(mode="after")
-    def _tag_names(self) -> Tracing:
+    def problems(self) -> Iterator[Problem]:
         if "" in (self.custom_tags or {}):
-            raise ValueError("custom tag names must not be empty")
-        return self
+            yield (), "custom tag names must not be empty"
 
 
 class AccessLogFilter(SpecModel):

@@ -1,23 +1,22 @@
 """The registry's immutable output, and the collector that checks resources against each other.
 
-Each resource is validated on its own in `convert`; what needs all of them at once (the same
-resource twice, the same host in two ServiceEntries) is checked here. Whatever reads the
-resources (files now, Galley later) feeds them to a `SnapshotBuilder` and hands the resulting
+Each resource is converted on its own in `convert`; what needs all of them at once (the same
+resource twice, the same host in two ServiceEntries) is checked here. Whatever delivers the
+resources (a directory, galley) feeds them to a `SnapshotBuilder` and hands the resulting
 `RegistrySnapshot` to pilot, which rebuilds its push context from it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
 
+from meshconfig.networking.service_entry import ServiceEntry
+from meshconfig.networking.workload_entry import WorkloadEntry
 from pilot.model import Service, WorkloadInstance
 from pilot.registry import convert
 from pilot.registry.errors import ConfigError, Source
 
-SERVICE_ENTRY: Final = "ServiceEntry"
-WORKLOAD_ENTRY: Final = "WorkloadEntry"
-KINDS: Final = frozenset({SERVICE_ENTRY, WORKLOAD_ENTRY})
+RegistrySpec = ServiceEntry | WorkloadEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,21 +28,21 @@ class RegistrySnapshot:
 
 
 class SnapshotBuilder:
-    """Collects resources of the `KINDS` in any order; `build` sorts, so order never matters."""
+    """Collects resources in any order; `build` sorts, so order never matters."""
 
     def __init__(self) -> None:
         self._resources: dict[tuple[str, str, str], Source] = {}
         self._hosts: dict[str, tuple[Service, Source]] = {}
         self._workloads: list[WorkloadInstance] = []
 
-    def add(self, source: Source, spec: object) -> None:
-        """Convert and add one resource; `source.kind` must be one of `KINDS`."""
+    def add(self, source: Source, spec: RegistrySpec) -> None:
+        """Convert and add one validated resource, named by `source` in any error."""
         key = (source.kind, source.namespace, source.name)
         if key in self._resources:
             raise ConfigError(
                 source, "metadata.name", f"also defined in {self._resources[key].file}"
             )
-        if source.kind == SERVICE_ENTRY:
+        if isinstance(spec, ServiceEntry):
             services = convert.service_entry(spec, source)
             for service in services:
                 if service.hostname in self._hosts:
@@ -54,10 +53,8 @@ class SnapshotBuilder:
                         f"host {service.hostname!r} is also declared by {other}",
                     )
             self._hosts.update((s.hostname, (s, source)) for s in services)
-        elif source.kind == WORKLOAD_ENTRY:
-            self._workloads.append(convert.workload_entry(spec, source))
         else:
-            raise ValueError(f"{source}: kind {source.kind!r} is not one of {sorted(KINDS)}")
+            self._workloads.append(convert.workload_entry(spec, source))
         self._resources[key] = source
 
     def build(self) -> RegistrySnapshot:

@@ -1,7 +1,8 @@
 """KubernetesSource against the API fake through kubernetes-asyncio: list, watch, 410, filters.
 
 The kinds are the tests' own (Widget, a custom resource, and a core ConfigMap kind defined here)
-so the tests never depend on which Istio kinds exist yet.
+so the tests never depend on which Istio kinds exist yet; only the status test uses the real Pod
+kind, whose status the service registry needs.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from pydantic import Field
 
 from galley.sources.kubernetes import ORIGIN, KubernetesSource, api_client_factory
 from galley.store import ConfigStore, Key
-from meshconfig import Kind, kinds, validate_document
+from meshconfig import Kind, kind_for, kinds, validate_document
 from meshconfig.base import SpecModel
+from meshconfig.kube import PodStatus
 from tests.support.kube_fake import KubeFake
 from tests.unit.galley.galley_test_kind import GROUP, WIDGET, widget_kind
 
@@ -304,3 +306,36 @@ async def test_a_kind_the_server_does_not_serve_counts_as_empty_until_it_is(
             await until(lambda: key("g", kind=gadget) in store.snapshot.resources)
     finally:
         del kinds._table()[GROUP, "Gadget"]
+
+
+def pod(name: str, ip: str | None = None) -> dict[str, Any]:
+    """A Pod; with `ip`, running with that address (its status as the kubelet reports it)."""
+    obj: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+    }
+    if ip is not None:
+        obj["status"] = {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}
+    return obj
+
+
+async def test_pod_status_reaches_the_store(
+    kube: KubeFake, store: ConfigStore, make_source: Callable[..., KubernetesSource]
+) -> None:
+    pods = kind_for("v1", "Pod")
+    assert pods is not None
+
+    def pod_ip(name: str) -> str | None:
+        resource = store.snapshot.resources.get(key(name, kind=pods))
+        status = resource.status if resource is not None else None
+        return status.pod_ip if isinstance(status, PodStatus) else None
+
+    kube.create(pod("listed", "10.244.0.5"))
+    kube.create(pod("pending"))
+    async with running(make_source(kinds=[pods])):
+        assert pod_ip("listed") == "10.244.0.5"
+        assert store.snapshot.resources[key("pending", kind=pods)].status is None
+        kube.update(pod("pending", "10.244.0.6"))
+        await until(lambda: pod_ip("pending") == "10.244.0.6")

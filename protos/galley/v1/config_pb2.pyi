@@ -37,17 +37,19 @@ class ObjectMeta(_message.Message):
     def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., annotations: _Optional[_Mapping[str, str]] = ..., resource_version: _Optional[str] = ..., generation: _Optional[int] = ...) -> None: ...
 
 class ConfigResource(_message.Message):
-    __slots__ = ("api_version", "kind", "metadata", "spec_json", "origin", "store_version")
+    __slots__ = ("api_version", "kind", "metadata", "spec_json", "origin", "store_version", "status_json")
     API_VERSION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
     STORE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_JSON_FIELD_NUMBER: _ClassVar[int]
     api_version: str
     kind: str
     metadata: ObjectMeta
     spec_json: str
     origin: str
     store_version: int
-    def __init__(self, api_version: _Optional[str] = ..., kind: _Optional[str] = ..., metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ..., spec_json: _Optional[str] = ..., origin: _Optional[str] = ..., store_version: _Optional[int] = ...) -> None: ...
+    status_json: str
+    def __init__(self, api_version: _Optional[str] = ..., kind: _Optional[str] = ..., metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ..., spec_json: _Optional[str] = ..., origin: _Optional[str] = ..., store_version: _Optional[int] = ..., status_json: _Optional[str] = ...) -> None: ...

@@ -308,3 +308,40 @@ def test_string_numbers_are_coerced_like_a_lenient_reader() -> None:
     service = validate_document(broken(SERVICE, "spec.ports.0.port", "9080")).spec
     assert isinstance(service, ServiceSpec) and service.ports is not None
     assert service.ports[0].port == 9080
+
+
+def test_pod_and_service_resources_carry_their_status() -> None:
+    pod = validate_document(from_the_wire(POD), "kubernetes")
+    assert isinstance(pod.status, PodStatus)
+    assert pod.status.pod_ip == "10.244.1.17" and pod.status.phase == "Running"
+    assert [ip.ip for ip in pod.status.pod_ips or []] == ["10.244.1.17", "fd00:10:244:1::11"]
+    service = validate_document(from_the_wire(SERVICE), "kubernetes")
+    assert isinstance(service.status, ServiceStatus)
+    assert service.status.load_balancer is not None
+    # The status goes back into the document, unknown fields and all, and reads back the same.
+    document = pod.to_document()
+    assert document["status"]["podIP"] == "10.244.1.17"
+    assert document["status"]["qosClass"] == "BestEffort"
+    assert validate_document(document, "kubernetes") == pod
+
+
+def test_no_status_and_status_of_kinds_without_a_model_are_none() -> None:
+    without = {key: value for key, value in POD.items() if key != "status"}
+    pod = validate_document(from_the_wire(without))
+    assert pod.status is None and "status" not in pod.to_document()
+    namespace = validate_document(from_the_wire(NAMESPACE))  # has status.phase, no model
+    assert namespace.status is None and "status" not in namespace.to_document()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "where"),
+    [
+        ("status.podIPs", "10.0.0.1", "status.podIPs"),
+        ("status.podIPs.0.ip", None, "status.podIPs[0].ip"),
+        ("status.conditions.0.status", "Maybe", "status.conditions[0].status"),
+    ],
+)
+def test_a_broken_status_is_rejected_at_its_field(path: str, value: Any, where: str) -> None:
+    with pytest.raises(ConfigValidationError) as caught:
+        validate_document(broken(POD, path, value), "kubernetes")
+    assert {e.path for e in caught.value.errors} == {where}

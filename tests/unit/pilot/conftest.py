@@ -10,11 +10,19 @@ import pytest
 from envoy.config.core.v3 import base_pb2
 from google.protobuf import struct_pb2
 
+from pilot.config_files import load_config_directory
 from pilot.model import Proxy
 from pilot.push_context import PushContext
-from pilot.registry import load_directory
+from pilot.registry import RegistrySnapshot
 
 WriteConfig = Callable[..., Path]
+
+
+def load_directory(directory: Path) -> RegistrySnapshot:
+    """The registry part of what pilot reads from a directory."""
+    return load_config_directory(directory).registry
+
+
 MakeNode = Callable[..., base_pb2.Node]
 MakeProxy = Callable[..., Proxy]
 BuildContext = Callable[..., PushContext]

@@ -21,7 +21,7 @@ from pilot.generators.filters import http_connection_manager
 from pilot.generators.proto import socket_address
 from pilot.model import Proxy
 from pilot.push_context import PushContext
-from pilot.registry import load_directory
+from tests.unit.pilot.conftest import load_directory
 
 MakeProxy = Callable[..., Proxy]
 WriteConfig = Callable[..., Path]

@@ -20,6 +20,7 @@ MakeProxy = Callable[..., Proxy]
 
 HTTP = ServicePort("http", 80, Protocol.HTTP, 8080)
 TCP = ServicePort("tcp", 5000, Protocol.TCP)
+REVIEWS_V1_LABELS = {"app": "reviews", "version": "v1"}
 
 
 def _service(hostname: str, **kwargs: object) -> Service:
@@ -42,8 +43,9 @@ def test_lookup_and_version(ctx: PushContext) -> None:
 def test_endpoint_ports_follow_workload_then_target_then_service_port(ctx: PushContext) -> None:
     host = "reviews.default.svc.cluster.local"
     assert ctx.endpoints(host, 9080) == (
-        Endpoint("127.0.1.3", 9080, weight=3),
-        Endpoint("127.0.1.2", 19080, locality="us-east/zone-a"),  # workload's named port
+        Endpoint("127.0.1.3", 9080, weight=3, labels={"app": "reviews", "version": "v2"}),
+        # the workload's named port
+        Endpoint("127.0.1.2", 19080, locality="us-east/zone-a", labels=REVIEWS_V1_LABELS),
     )
     assert [(e.address, e.port) for e in ctx.endpoints(host, 9090)] == [
         ("127.0.1.3", 19090),  # targetPort
@@ -64,8 +66,9 @@ def test_selector_picks_labelled_workloads_of_its_own_namespace() -> None:
     )
     service = _service("a.default.svc.cluster.local", workload_selector={"app": "a"})
     ctx = PushContext.build(RegistrySnapshot((service,), workloads), "7")
-    assert ctx.endpoints(service.hostname, 80) == (Endpoint("10.0.0.1", 9999),)
-    assert ctx.endpoints(service.hostname, 5000) == (Endpoint("10.0.0.1", 5000),)
+    labels = {"app": "a", "v": "1"}
+    assert ctx.endpoints(service.hostname, 80) == (Endpoint("10.0.0.1", 9999, labels=labels),)
+    assert ctx.endpoints(service.hostname, 5000) == (Endpoint("10.0.0.1", 5000, labels=labels),)
 
 
 def test_static_endpoints_are_ips_but_dns_ones_may_be_names() -> None:

@@ -5,10 +5,15 @@ from __future__ import annotations
 from meshcore.xds import types
 from pilot.model import Proxy
 from pilot.push_context import PushContext
-from pilot.registry import load_directory
 from pilot.server import classify_change
 from pilot.snapshots import SnapshotGenerator
-from tests.unit.pilot.conftest import SAMPLE_MESH, BuildContext, MakeProxy, WriteConfig
+from tests.unit.pilot.conftest import (
+    SAMPLE_MESH,
+    BuildContext,
+    MakeProxy,
+    WriteConfig,
+    load_directory,
+)
 
 REVIEWS_9080 = "outbound|9080||reviews.default.svc.cluster.local"
 RATINGS_9080 = "outbound|9080||ratings.shop.svc.cluster.local"
