@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from meshconfig.errors import ConfigValidationError, FieldError, UnknownKindError
-from meshconfig.kinds import kind_for
+from meshconfig.kinds import kind_by_id, kind_for
 from meshconfig.paths import field_errors
 from meshconfig.resource import Metadata, Resource
 
@@ -64,6 +64,19 @@ def validate_document(document: Mapping[str, Any], source: str = "") -> Resource
         ]
         raise ConfigValidationError(label, missing, source)
     kind = kind_for(api_version, kind_name)
+    group, _, version = api_version.rpartition("/")
+    known = kind_by_id(f"{group or 'core'}/{kind_name}")
+    if kind is None and known is not None:
+        served = ", ".join(known.versions)
+        raise ConfigValidationError(
+            label,
+            [
+                FieldError(
+                    "apiVersion", f"version {version!r} of {kind_name} is not served ({served})"
+                )
+            ],
+            source,
+        )
     if kind is None:
         raise UnknownKindError(
             label,

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from meshconfig import ConfigValidationError, kind_for, validate_document
+from meshconfig import ConfigValidationError, UnknownKindError, kind_for, validate_document
 from meshconfig.base import SpecModel
 from meshconfig.paths import field_errors
 from tests.support.shared import CRDS
@@ -89,3 +89,18 @@ def test_other_messages_at_one_path_are_still_joined() -> None:
     errors = errors_of(Alternatives, {"two": 1, "three": [], "other": 1})
     assert errors["spec.other"] == "Extra inputs are not permitted"
     assert errors["spec.three"] == "Input should be a valid integer, string or boolean"
+
+
+def test_a_known_kind_at_an_unserved_version_is_an_error_not_an_unknown_kind() -> None:
+    document = {
+        "apiVersion": "networking.istio.io/v2",
+        "kind": "ServiceEntry",
+        "metadata": {"name": "se"},
+        "spec": {"hosts": ["a.example.com"]},
+    }
+    with pytest.raises(ConfigValidationError) as caught:
+        validate_document(document, "a.yaml")
+    assert not isinstance(caught.value, UnknownKindError)
+    assert "apiVersion: version 'v2' of ServiceEntry is not served (v1, v1beta1, v1alpha3)" in str(
+        caught.value
+    )
