@@ -40,7 +40,9 @@ class SnapshotGenerator:
     def __init__(self) -> None:
         self._context_version: str | None = None
         self._views: dict[ProxyView, _ViewConfig] = {}
-        self._load_assignments: dict[str, Resource | None] = {}
+        # Keyed by name, and for subset clusters by view too (the view picks the rule that
+        # defines the subset); other clusters' assignments are shared by every view.
+        self._load_assignments: dict[tuple[str, ProxyView | None], Resource | None] = {}
 
     def full(self, ctx: PushContext, proxy: Proxy) -> Snapshot:
         shared = self._view(ctx, proxy.view)
@@ -71,7 +73,7 @@ class SnapshotGenerator:
             parsed = names.parse_outbound_cluster(name)
             if parsed is None or parsed.hostname not in hostnames:
                 continue
-            fresh = self._load_assignment(ctx, name)
+            fresh = self._load_assignment(ctx, name, proxy.view, bool(parsed.subset))
             if fresh is None:
                 del updated[name]
                 changed = True
@@ -101,10 +103,13 @@ class SnapshotGenerator:
             )
         return found
 
-    def _load_assignment(self, ctx: PushContext, cluster_name: str) -> Resource | None:
-        if cluster_name not in self._load_assignments:
-            message = endpoints.load_assignment(ctx, cluster_name)
-            self._load_assignments[cluster_name] = (
+    def _load_assignment(
+        self, ctx: PushContext, cluster_name: str, view: ProxyView, subset: bool
+    ) -> Resource | None:
+        key = (cluster_name, view if subset else None)
+        if key not in self._load_assignments:
+            message = endpoints.load_assignment(ctx, cluster_name, view)
+            self._load_assignments[key] = (
                 None if message is None else Resource.from_message(cluster_name, message)
             )
-        return self._load_assignments[cluster_name]
+        return self._load_assignments[key]

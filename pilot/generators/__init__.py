@@ -1,11 +1,16 @@
 """Envoy configuration generators: pure functions from a push context to xds-protos messages.
 
 Shared by every proxy with the same `ProxyView` (generate once per view, serialize once):
-    clusters.outbound_clusters(ctx, view)    CDS  services visible to the view's namespace
+    clusters.outbound_clusters(ctx, view)    CDS  services visible to the view's namespace,
+                                                  DestinationRule subsets and traffic policy
+                                                  (traffic_policy)
     endpoints.load_assignments(ctx, view)    EDS  endpoints of those services' EDS clusters
-    endpoints.load_assignment(ctx, name)     EDS  one cluster, for an EDS request by name
-    routes.outbound_routes(ctx, view)        RDS  HTTP services; namespace for short names
-    listeners.outbound_listeners(ctx, view)  LDS  service ports, protocols and VIPs
+    endpoints.load_assignment(ctx, name, view)  EDS  one cluster, for an EDS request by name
+    routes.outbound_routes(ctx, view)        RDS  HTTP services, and the VirtualServices bound
+                                                  to the mesh that route them (http_routes,
+                                                  route_policies, virtual_services)
+    listeners.outbound_listeners(ctx, view)  LDS  service ports, protocols and VIPs; TCP and
+                                                  TLS VirtualService rules (tcp_routes)
 Per proxy (its IP, metadata, and the service instances its own workload backs):
     clusters.inbound_clusters(ctx, proxy)    CDS  instances + APP_ADDRESS
     listeners.proxy_listeners(ctx, proxy)    LDS  IP, instances, INTERCEPTION_MODE, HTTP_PROXY_PORT

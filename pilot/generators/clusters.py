@@ -2,39 +2,53 @@
 
 The cluster type follows the service's resolution as in Istio: STATIC services are EDS
 clusters fed over ADS, DNS ones let Envoy resolve the endpoints' names, NONE passes through to
-the address the client dialled. Inbound clusters deliver to the local application, which
-listens on the proxy's APP_ADDRESS.
+the address the client dialled. The DestinationRule that applies to a service from the view's
+namespace adds one cluster per subset (`outbound|<port>|<subset>|<host>`, holding only the
+endpoints with the subset's labels) and its traffic policy (`traffic_policy`) to every one of
+them. Inbound clusters deliver to the local application, which listens on the proxy's
+APP_ADDRESS.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
-from envoy.config.core.v3 import protocol_pb2
-from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
-from google.protobuf import wrappers_pb2
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.extensions.upstreams.http.v3.http_protocol_options_pb2 import HttpProtocolOptions
+from google.protobuf import struct_pb2
 
-from pilot.generators import names
-from pilot.generators.endpoints import cluster_load_assignment
+from meshconfig.networking.destination_rule import Subset
+from pilot.generators import names, traffic_policy
+from pilot.generators.endpoints import cluster_load_assignment, subset_endpoints
 from pilot.generators.inbound import inbound_ports
 from pilot.generators.proto import ads, pack, seconds
-from pilot.model import Endpoint, Protocol, Proxy, ProxyView, Resolution, Service, ServicePort
+from pilot.generators.traffic_policy import AppliedRule, Upstream
+from pilot.model import Endpoint, Proxy, ProxyView, Resolution, Service, ServicePort
 from pilot.push_context import PushContext
 
 CONNECT_TIMEOUT_SECONDS: Final = 10
 HTTP_PROTOCOL_OPTIONS: Final = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-_UNLIMITED: Final = wrappers_pb2.UInt32Value(value=2**32 - 1)
 
 Cluster = cluster_pb2.Cluster
 
 
 def outbound_clusters(ctx: PushContext, view: ProxyView) -> list[cluster_pb2.Cluster]:
-    """`outbound|<port>||<host>` for every port of every visible service, plus the
-    BlackHoleCluster and PassthroughCluster, sorted by name."""
+    """`outbound|<port>||<host>` for every port of every visible service, one more per subset
+    of the DestinationRule that applies, plus the BlackHoleCluster and PassthroughCluster,
+    sorted by name."""
     clusters = [blackhole_cluster(), passthrough_cluster()]
     for service in ctx.services_for(view.namespace):
-        clusters.extend(_outbound(ctx, service, port) for port in service.ports)
+        rule = traffic_policy.destination_rule(ctx, service.hostname, view.namespace)
+        subsets: tuple[Subset | None, ...] = (None,)
+        identities: tuple[str, ...] = ()
+        if rule is not None:
+            subsets += tuple(rule.spec.subsets or ())
+            identities = _identities(ctx, service)
+        for port in service.ports:
+            for subset in subsets:
+                cluster = _outbound(ctx, service, port, rule, identities, subset)
+                if cluster is not None:
+                    clusters.append(cluster)
     return sorted(clusters, key=lambda c: c.name)
 
 
@@ -43,11 +57,12 @@ def inbound_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster
     clusters = []
     for inbound in inbound_ports(ctx, proxy):
         name = names.inbound_cluster(inbound.port)
-        cluster = _base(name, inbound.protocol)
+        cluster = _base(name)
         cluster.type = Cluster.STATIC
         cluster.load_assignment.CopyFrom(
             cluster_load_assignment(name, [Endpoint(proxy.app_address, inbound.port)])
         )
+        _set_http_options(cluster, traffic_policy.connection_pool(cluster, None, inbound.protocol))
         clusters.append(cluster)
     return clusters
 
@@ -71,18 +86,32 @@ def passthrough_cluster() -> cluster_pb2.Cluster:
     )
 
 
-def _outbound(ctx: PushContext, service: Service, port: ServicePort) -> cluster_pb2.Cluster:
-    name = names.outbound_cluster(port.number, service.hostname)
-    cluster = _base(name, port.protocol)
+def _outbound(
+    ctx: PushContext,
+    service: Service,
+    port: ServicePort,
+    rule: AppliedRule | None,
+    identities: tuple[str, ...],
+    subset: Subset | None,
+) -> cluster_pb2.Cluster | None:
+    """The cluster of a service port or of one subset of it; None for a DNS subset that no
+    endpoint belongs to (like istiod: a LOGICAL_DNS cluster without one would be invalid)."""
+    subset_name = subset.name if subset is not None else ""
+    name = names.outbound_cluster(port.number, service.hostname, subset_name)
+    cluster = _base(name)
     match service.resolution:
         case Resolution.STATIC:
             cluster.type = Cluster.EDS
             cluster.eds_cluster_config.eds_config.CopyFrom(ads())
             cluster.eds_cluster_config.service_name = name
         case Resolution.DNS | Resolution.DNS_ROUND_ROBIN:
-            endpoints = ctx.endpoints(service.hostname, port.number) or (
-                Endpoint(service.hostname, port.target_port or port.number),
+            endpoints = subset_endpoints(
+                ctx.endpoints(service.hostname, port.number)
+                or (Endpoint(service.hostname, port.target_port or port.number),),
+                subset,
             )
+            if not endpoints:
+                return None
             if service.resolution is Resolution.DNS:
                 cluster.type = Cluster.STRICT_DNS
             else:
@@ -93,33 +122,45 @@ def _outbound(ctx: PushContext, service: Service, port: ServicePort) -> cluster_
             cluster.load_assignment.CopyFrom(cluster_load_assignment(name, endpoints))
         case Resolution.NONE:
             cluster.type = Cluster.ORIGINAL_DST
-            cluster.lb_policy = Cluster.CLUSTER_PROVIDED
-    return cluster
-
-
-def _base(name: str, protocol: Protocol) -> cluster_pb2.Cluster:
-    """What every service cluster has: timeout, Istio's unlimited circuit breakers (Envoy's
-    defaults of 1024 would fail requests under load nobody configured), and HTTP/2 upstream
-    for HTTP2 and gRPC ports."""
-    cluster = Cluster(
-        name=name,
-        connect_timeout=seconds(CONNECT_TIMEOUT_SECONDS),
-        circuit_breakers=circuit_breaker_pb2.CircuitBreakers(
-            thresholds=[
-                circuit_breaker_pb2.CircuitBreakers.Thresholds(
-                    max_connections=_UNLIMITED,
-                    max_pending_requests=_UNLIMITED,
-                    max_requests=_UNLIMITED,
-                    max_retries=_UNLIMITED,
-                )
-            ]
-        ),
+    policy = traffic_policy.resolve(rule.spec if rule is not None else None, port.number, subset)
+    upstream = Upstream(
+        protocol=port.protocol,
+        mtls_sni=traffic_policy.mtls_sni(port.number, service.hostname, subset_name),
+        identities=identities,
     )
-    if protocol.is_http2:
-        options = http_protocol_options_pb2.HttpProtocolOptions(
-            explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
-                http2_protocol_options=protocol_pb2.Http2ProtocolOptions()
-            )
-        )
-        cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(pack(options))
+    _set_http_options(cluster, traffic_policy.apply(cluster, policy, upstream))
+    if rule is not None:
+        _set_istio_metadata(cluster, rule, subset_name)
     return cluster
+
+
+def _identities(ctx: PushContext, service: Service) -> tuple[str, ...]:
+    """The SPIFFE IDs of the service accounts its endpoints run as, sorted."""
+    accounts = {
+        endpoint.service_account
+        for port in service.ports
+        for endpoint in ctx.endpoints(service.hostname, port.number)
+        if endpoint.service_account
+    }
+    return tuple(sorted(traffic_policy.spiffe_id(service.namespace, a) for a in accounts))
+
+
+def _base(name: str) -> cluster_pb2.Cluster:
+    return Cluster(name=name, connect_timeout=seconds(CONNECT_TIMEOUT_SECONDS))
+
+
+def _set_http_options(cluster: cluster_pb2.Cluster, options: HttpProtocolOptions) -> None:
+    """Pack the options if any were set; an upstream protocol must be chosen (HTTP/1.1, as
+    Envoy would use without options, unless already set)."""
+    if not options.ListFields():
+        return
+    if options.WhichOneof("upstream_protocol_options") is None:
+        options.explicit_http_config.http_protocol_options.SetInParent()
+    cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(pack(options))
+
+
+def _set_istio_metadata(cluster: cluster_pb2.Cluster, rule: AppliedRule, subset: str) -> None:
+    """Which DestinationRule (and subset) made the cluster, where istioctl looks for it."""
+    istio = struct_pb2.Struct()
+    istio.update({"config": rule.config_path, **({"subset": subset} if subset else {})})
+    cluster.metadata.filter_metadata["istio"].CopyFrom(istio)

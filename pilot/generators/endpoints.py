@@ -2,52 +2,82 @@
 
 Endpoints are grouped by locality, and every locality carries a `load_balancing_weight`
 (the sum of its endpoints' weights): Envoy's locality-weighted balancing and gRPC's xDS client
-need it, the latter silently dropping a locality without one. Everything is sorted, so equal
-inputs encode to equal bytes. STRICT_DNS clusters reuse `cluster_load_assignment` inline.
+need it, the latter silently dropping a locality without one. A subset cluster's assignment
+holds the service port's endpoints whose labels match the subset's, the subset being looked up
+in the DestinationRule that applies from the view's namespace (as the cluster was). Everything
+is sorted, so equal inputs encode to equal bytes. STRICT_DNS clusters reuse
+`cluster_load_assignment` inline.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from google.protobuf import wrappers_pb2
 
-from pilot.generators import names
+from meshconfig.networking.destination_rule import Subset
+from pilot.generators import names, traffic_policy
 from pilot.generators.proto import socket_address
 from pilot.model import Endpoint, ProxyView, Resolution
 from pilot.push_context import PushContext
 
 
 def load_assignment(
-    ctx: PushContext, cluster_name: str
+    ctx: PushContext, cluster_name: str, view: ProxyView
 ) -> endpoint_pb2.ClusterLoadAssignment | None:
-    """The endpoints of one EDS cluster, or None if no EDS cluster has that name."""
+    """The endpoints of one EDS cluster as `view` sees it, or None if it has no such cluster.
+
+    The view matters for subset clusters only: which rule defines the subset (and so its
+    labels) depends on the proxy's namespace.
+    """
     parsed = names.parse_outbound_cluster(cluster_name)
-    if parsed is None or parsed.subset:
+    if parsed is None:
         return None
     service = ctx.service(parsed.hostname)
     if service is None or service.resolution is not Resolution.STATIC:
         return None
     if all(port.number != parsed.port for port in service.ports):
         return None
-    return cluster_load_assignment(cluster_name, ctx.endpoints(service.hostname, parsed.port))
+    subset = None
+    if parsed.subset:
+        rule = traffic_policy.destination_rule(ctx, service.hostname, view.namespace)
+        subset = rule.subset(parsed.subset) if rule is not None else None
+        if subset is None:
+            return None
+    endpoints = ctx.endpoints(service.hostname, parsed.port)
+    return cluster_load_assignment(cluster_name, subset_endpoints(endpoints, subset))
 
 
 def load_assignments(ctx: PushContext, view: ProxyView) -> list[endpoint_pb2.ClusterLoadAssignment]:
-    """One assignment for every EDS cluster `outbound_clusters` gives the view, even if empty
-    (an EDS cluster stays warming until it receives its assignment)."""
-    return [
-        cluster_load_assignment(
-            names.outbound_cluster(port.number, service.hostname),
-            ctx.endpoints(service.hostname, port.number),
-        )
-        for service in ctx.services_for(view.namespace)
-        if service.resolution is Resolution.STATIC
-        for port in sorted(service.ports, key=lambda p: p.number)
-    ]
+    """One assignment for every EDS cluster `outbound_clusters` gives the view, subsets
+    included, even if empty (an EDS cluster stays warming until it receives its assignment)."""
+    assignments = []
+    for service in ctx.services_for(view.namespace):
+        if service.resolution is not Resolution.STATIC:
+            continue
+        rule = traffic_policy.destination_rule(ctx, service.hostname, view.namespace)
+        subsets = rule.spec.subsets or [] if rule is not None else []
+        for port in sorted(service.ports, key=lambda p: p.number):
+            endpoints = ctx.endpoints(service.hostname, port.number)
+            name = names.outbound_cluster(port.number, service.hostname)
+            assignments.append(cluster_load_assignment(name, endpoints))
+            for subset in subsets:
+                name = names.outbound_cluster(port.number, service.hostname, subset.name)
+                assignments.append(
+                    cluster_load_assignment(name, subset_endpoints(endpoints, subset))
+                )
+    return assignments
+
+
+def subset_endpoints(endpoints: Sequence[Endpoint], subset: Subset | None) -> Sequence[Endpoint]:
+    """The endpoints carrying every label of `subset`; all of them for no subset."""
+    if subset is None or not subset.labels:
+        return endpoints
+    labels = subset.labels
+    return tuple(e for e in endpoints if e.has_labels(labels))
 
 
 def cluster_load_assignment(

@@ -2,7 +2,9 @@
 
 Outbound, inbound and HTTP-proxy listeners differ only in how their HTTP connection manager
 finds routes (RDS by name, or an inline route) and in their stat prefix; building the filters
-here keeps those listeners identical in every other respect.
+here keeps those listeners identical in every other respect. Every HCM runs Istio's HTTP filter
+chain: fault injection, CORS, then the router. The fault and CORS filters do nothing until a
+route carries per-route config for them (VirtualService `fault` and `corsPolicy`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Final
 from envoy.config.core.v3 import protocol_pb2
 from envoy.config.listener.v3 import listener_components_pb2
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -24,10 +28,16 @@ from pilot.generators.proto import ads, pack
 HTTP_CONNECTION_MANAGER: Final = "envoy.filters.network.http_connection_manager"
 TCP_PROXY: Final = "envoy.filters.network.tcp_proxy"
 ROUTER: Final = "envoy.filters.http.router"
+FAULT: Final = "envoy.filters.http.fault"
+CORS: Final = "envoy.filters.http.cors"
 
 
-def _router() -> hcm_pb2.HttpFilter:
-    return hcm_pb2.HttpFilter(name=ROUTER, typed_config=pack(router_pb2.Router()))
+def _http_filters() -> list[hcm_pb2.HttpFilter]:
+    return [
+        hcm_pb2.HttpFilter(name=FAULT, typed_config=pack(fault_pb2.HTTPFault())),
+        hcm_pb2.HttpFilter(name=CORS, typed_config=pack(cors_pb2.Cors())),
+        hcm_pb2.HttpFilter(name=ROUTER, typed_config=pack(router_pb2.Router())),
+    ]
 
 
 def http_connection_manager(
@@ -45,7 +55,7 @@ def http_connection_manager(
     manager = hcm_pb2.HttpConnectionManager(
         stat_prefix=stat_prefix,
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
-        http_filters=[_router()],
+        http_filters=_http_filters(),
     )
     if rds is not None:
         manager.rds.CopyFrom(hcm_pb2.Rds(config_source=ads(), route_config_name=rds))

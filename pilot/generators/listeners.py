@@ -2,7 +2,10 @@
 
 Outbound listeners (`0.0.0.0_<port>` for HTTP, `<vip>_<port>` or `0.0.0.0_<port>` for TCP)
 never bind: `virtualOutbound` accepts captured traffic and hands each connection to the one
-matching its original destination. They depend only on the view, so proxies share them.
+matching its original destination. They depend only on the view, so proxies share them. The
+filter chains of TCP and TLS listeners follow VirtualService tcp/tls routes (`tcp_routes`); a
+listener whose chains all match on SNI or destination prefixes passes other connections
+through (Istio's fallthrough chain) and inspects TLS to read SNI.
 
 The listeners of one proxy bind its own address: `virtualOutbound` (15001), `virtualInbound`
 (15006, one filter chain per inbound port), and, without traffic capture
@@ -18,17 +21,20 @@ from typing import Final
 from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from google.protobuf import wrappers_pb2
 
-from pilot.generators import names
+from pilot.generators import names, tcp_routes
 from pilot.generators.filters import http_connection_manager, tcp_proxy
 from pilot.generators.inbound import InboundPort, inbound_ports
 from pilot.generators.proto import pack, socket_address
 from pilot.generators.routes import inbound_route
-from pilot.model import InterceptionMode, NodeType, Proxy, ProxyView
+from pilot.generators.virtual_services import mesh_virtual_services
+from pilot.model import InterceptionMode, NodeType, Proxy, ProxyView, Service, ServicePort
 from pilot.push_context import PushContext
 
 ORIGINAL_DST_FILTER: Final = "envoy.filters.listener.original_dst"
+TLS_INSPECTOR_FILTER: Final = "envoy.filters.listener.tls_inspector"
 PASSTHROUGH_CHAIN: Final = "PassthroughFilterChain"
 INBOUND_BLACKHOLE_CHAIN: Final = "virtualInbound-blackhole"
 
@@ -40,7 +46,8 @@ INBOUND: Final = base_pb2.TrafficDirection.INBOUND
 
 def outbound_listeners(ctx: PushContext, view: ProxyView) -> list[listener_pb2.Listener]:
     """Sorted by name. HTTP takes `0.0.0.0_<port>` before any TCP service without a VIP
-    could; among TCP services the first by hostname keeps a contested listener."""
+    could; among TCP services the first by hostname keeps a contested listener, unless it is
+    a TLS listener, which all TLS services claiming it share by SNI."""
     if view.type is not NodeType.SIDECAR:
         return []
     services = ctx.services_for(view.namespace)
@@ -49,16 +56,23 @@ def outbound_listeners(ctx: PushContext, view: ProxyView) -> list[listener_pb2.L
     for number in sorted(http_ports):
         name = names.listener(names.WILDCARD_ADDRESS, number)
         manager = http_connection_manager(f"outbound_{name}", rds=str(number))
-        listeners[name] = _unbound(name, names.WILDCARD_ADDRESS, number, manager)
+        chain = FilterChain(filters=[manager])
+        listeners[name] = _unbound(name, names.WILDCARD_ADDRESS, number, [chain])
+    claims: dict[tuple[str, int], list[tuple[Service, ServicePort]]] = {}
     for service in services:
         for port in service.ports:
             if port.protocol.is_http:
                 continue
-            cluster = names.outbound_cluster(port.number, service.hostname)
             for address in service.vips or (names.WILDCARD_ADDRESS,):
-                name = names.listener(address, port.number)
-                if name not in listeners:
-                    listeners[name] = _unbound(name, address, port.number, tcp_proxy(cluster))
+                if names.listener(address, port.number) not in listeners:
+                    claims.setdefault((address, port.number), []).append((service, port))
+    virtual_services = mesh_virtual_services(ctx, view.namespace)
+    for (address, number), claimants in claims.items():
+        chains = tcp_routes.outbound_chains(
+            ctx, view.namespace, virtual_services, claimants, address
+        )
+        name = names.listener(address, number)
+        listeners[name] = _unbound(name, address, number, chains)
     return [listeners[name] for name in sorted(listeners)]
 
 
@@ -84,16 +98,27 @@ def proxy_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listene
 
 
 def _unbound(
-    name: str, address: str, port: int, network_filter: listener_components_pb2.Filter
+    name: str, address: str, port: int, chains: list[listener_components_pb2.FilterChain]
 ) -> listener_pb2.Listener:
     """An outbound listener that only receives connections `virtualOutbound` hands over."""
-    return Listener(
+    listener = Listener(
         name=name,
         address=socket_address(address, port),
         bind_to_port=wrappers_pb2.BoolValue(value=False),
         traffic_direction=OUTBOUND,
-        filter_chains=[FilterChain(filters=[network_filter])],
+        filter_chains=chains,
     )
+    if any(chain.filter_chain_match.server_names for chain in chains):
+        listener.listener_filters.add(
+            name=TLS_INSPECTOR_FILTER, typed_config=pack(tls_inspector_pb2.TlsInspector())
+        )
+    if all(chain.HasField("filter_chain_match") for chain in chains):
+        listener.default_filter_chain.CopyFrom(_passthrough_chain())
+    return listener
+
+
+def _passthrough_chain() -> listener_components_pb2.FilterChain:
+    return FilterChain(name=PASSTHROUGH_CHAIN, filters=[tcp_proxy(names.PASSTHROUGH_CLUSTER)])
 
 
 def _virtual_outbound(proxy: Proxy) -> listener_pb2.Listener:
@@ -102,9 +127,7 @@ def _virtual_outbound(proxy: Proxy) -> listener_pb2.Listener:
         address=socket_address(proxy.ip, names.VIRTUAL_OUTBOUND_PORT),
         use_original_dst=wrappers_pb2.BoolValue(value=True),
         traffic_direction=OUTBOUND,
-        default_filter_chain=FilterChain(
-            name=PASSTHROUGH_CHAIN, filters=[tcp_proxy(names.PASSTHROUGH_CLUSTER)]
-        ),
+        default_filter_chain=_passthrough_chain(),
     )
 
 

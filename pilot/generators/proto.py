@@ -11,6 +11,8 @@ from envoy.config.core.v3 import address_pb2, config_source_pb2
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 
+from meshconfig.base import duration_seconds
+
 
 def pack(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
@@ -34,3 +36,10 @@ def ads() -> config_source_pb2.ConfigSource:
 
 def seconds(value: int) -> duration_pb2.Duration:
     return duration_pb2.Duration(seconds=value)
+
+
+def duration(text: str) -> duration_pb2.Duration:
+    """A validated Istio duration ("1.5s", "100ms", "1h30m") as a protobuf Duration."""
+    value = duration_pb2.Duration()
+    value.FromNanoseconds(round(duration_seconds(text) * 1e9))
+    return value

@@ -1,80 +1,179 @@
 """RDS: outbound route configurations, one per HTTP port plus one for the explicit HTTP proxy.
 
 A request reaches `0.0.0.0_<port>` and is routed by its Host header through the route config
-named `"<port>"`: one virtual host per service on that port, answering to every name a client
-may use for it (FQDN, short forms, VIPs, each with and without the port), and Istio's
-`allow_any` host passing anything else through. The `http_proxy` config serves applications
-that use the sidecar as HTTP_PROXY: absolute-URI requests carry `host:port`, so every service
-port is there under its `:<port>` names. Envoy rejects a domain listed twice in one config, so
-the first virtual host (by hostname) to claim a domain keeps it.
+named `"<port>"`: one virtual host per service on that port (named `<fqdn>:<port>`, as Istio),
+answering to every name a client may use for it (FQDN, short forms, VIPs, each with and without
+the port), and Istio's `allow_any` host passing anything else through. The `http_proxy` config
+serves applications that use the sidecar as HTTP_PROXY: absolute-URI requests carry
+`host:port`, so every service port is there under its `:<port>` names.
+
+A service port's routes are those of the VirtualService that routes the service
+(`virtual_services.http_owner`) translated for that port, or the default route when there is
+none or none of its rules applies on that port. As in istiod, a VirtualService host that is not
+a service gets a virtual host of its own (`<host>:<port>`, answering to the host itself) on the
+ports of the services the VirtualService routes, or on port 80 when it routes none. For the
+HTTP proxy istiod builds routes without a port; we build each port's virtual host with that
+port's routes, so `match.port` and multi-port destinations resolve as on the port listeners.
+
+Envoy rejects a domain listed twice in one config, so the first virtual host to claim a domain
+keeps it: VirtualService-only hosts (oldest VirtualService first), then services by hostname.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.config.route.v3.route_components_pb2 import Route, VirtualHost
 from google.protobuf import wrappers_pb2
 
 from pilot.generators import names
-from pilot.generators.proto import seconds
-from pilot.model import CLUSTER_DOMAIN, NodeType, ProxyView, Service, ServicePort
+from pilot.generators.http_routes import (
+    DEFAULT_ROUTE,
+    NO_TIMEOUT,
+    RouteContext,
+    default_route,
+    virtual_service_routes,
+)
+from pilot.generators.virtual_services import (
+    BoundVirtualService,
+    hosts_match,
+    http_owner,
+    mesh_virtual_services,
+)
+from pilot.model import CLUSTER_DOMAIN, NodeType, ProxyView, Service
 from pilot.push_context import PushContext
 
 ALLOW_ANY: Final = "allow_any"
-DEFAULT_ROUTE: Final = "default"
 DEFAULT_HTTP_PORT: Final = 80
+# Istio's limit for direct response bodies (its validation allows up to 1 MB; Envoy's default
+# is 4 KB).
+MAX_DIRECT_RESPONSE_BODY: Final = 1024 * 1024
+INBOUND_RETRY_ON: Final = "reset-before-request"
+INBOUND_RETRIES: Final = 2
 # Routes may name clusters the proxy does not have yet; Envoy must not reject them for that.
 _NO: Final = wrappers_pb2.BoolValue(value=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Host:
+    """One virtual host to be: its name, the names it answers to (without port), its routes."""
+
+    hostname: str
+    port: int
+    names: Sequence[str]
+    routes: Sequence[Route]
 
 
 def outbound_routes(ctx: PushContext, view: ProxyView) -> list[route_pb2.RouteConfiguration]:
     """`"<port>"` for each HTTP service port, and `http_proxy`; none for gateways (yet)."""
     if view.type is not NodeType.SIDECAR:
         return []
-    http_ports = [
-        (service, port)
-        for service in ctx.services_for(view.namespace)
-        for port in service.ports
-        if port.protocol.is_http
-    ]
-    by_number: dict[int, list[tuple[Service, ServicePort]]] = defaultdict(list)
-    for service, port in http_ports:
-        by_number[port.number].append((service, port))
+    hosts = _Planner(ctx, view).hosts()
+    by_number: dict[int, list[_Host]] = defaultdict(list)
+    for host in hosts:
+        by_number[host.port].append(host)
+    service_ports = sorted(
+        {p.number for s in ctx.services_for(view.namespace) for p in s.ports if p.protocol.is_http}
+    )
     configs = [
-        _config(
-            str(number), _virtual_hosts(by_number[number], view, proxy_form=False), allow_any=True
-        )
-        for number in sorted(by_number)
+        _config(str(number), _virtual_hosts(by_number[number], proxy_form=False), allow_any=True)
+        for number in service_ports
     ]
     configs.append(
-        _config(
-            names.HTTP_PROXY_ROUTE,
-            _virtual_hosts(http_ports, view, proxy_form=True),
-            allow_any=False,
-        )
+        _config(names.HTTP_PROXY_ROUTE, _virtual_hosts(hosts, proxy_form=True), allow_any=False)
     )
     return configs
 
 
 def inbound_route(port: int) -> route_pb2.RouteConfiguration:
-    """The inline route of an inbound HTTP filter chain: everything to `inbound|<port>||`."""
+    """The inline route of an inbound HTTP filter chain: everything to `inbound|<port>||`.
+
+    Like Istio, no timeout, and a request reset before reaching the application is retried.
+    """
     cluster = names.inbound_cluster(port)
+    action = route_components_pb2.RouteAction(cluster=cluster, timeout=NO_TIMEOUT)
+    action.max_stream_duration.max_stream_duration.CopyFrom(NO_TIMEOUT)
+    action.max_stream_duration.grpc_timeout_header_max.CopyFrom(NO_TIMEOUT)
+    action.retry_policy.retry_on = INBOUND_RETRY_ON
+    action.retry_policy.num_retries.value = INBOUND_RETRIES
+    route = Route(
+        name=DEFAULT_ROUTE, match=route_components_pb2.RouteMatch(prefix="/"), route=action
+    )
     return route_pb2.RouteConfiguration(
         name=cluster,
-        virtual_hosts=[
-            route_components_pb2.VirtualHost(
-                name=f"inbound|http|{port}", domains=["*"], routes=[_route(DEFAULT_ROUTE, cluster)]
-            )
-        ],
+        virtual_hosts=[VirtualHost(name=f"inbound|http|{port}", domains=["*"], routes=[route])],
         validate_clusters=_NO,
     )
 
 
-def _host_names(service: Service, namespace: str) -> list[str]:
-    """The names (without port) a client in `namespace` may use for the service.
+class _Planner:
+    """Decides every virtual host of one view, translating each (VirtualService, port) once."""
+
+    def __init__(self, ctx: PushContext, view: ProxyView) -> None:
+        self.ctx = ctx
+        self.view = view
+        self.services = ctx.services_for(view.namespace)
+        self.virtual_services = mesh_virtual_services(ctx, view.namespace)
+        self.owners = {
+            s.hostname: http_owner(s.hostname, self.virtual_services) for s in self.services
+        }
+        self._translated: dict[tuple[tuple[str, str, str], int], list[Route]] = {}
+
+    def hosts(self) -> list[_Host]:
+        hosts = [h for vs in self.virtual_services for h in self._virtual_service_hosts(vs)]
+        for service in self.services:
+            owner = self.owners[service.hostname]
+            for port in service.ports:
+                if not port.protocol.is_http:
+                    continue
+                routes = [] if owner is None else self._routes(owner, port.number)
+                if not routes:
+                    namespace = self.view.namespace
+                    routes = [default_route(self.ctx, namespace, service.hostname, port.number)]
+                hosts.append(
+                    _Host(service.hostname, port.number, _host_names(service, self.view), routes)
+                )
+        return hosts
+
+    def _routes(self, vs: BoundVirtualService, port: int) -> list[Route]:
+        key = (vs.resource.key, port)
+        if key not in self._translated:
+            at = RouteContext(self.ctx, self.view.namespace, port)
+            self._translated[key] = virtual_service_routes(vs, at)
+        return self._translated[key]
+
+    def _virtual_service_hosts(self, vs: BoundVirtualService) -> Iterable[_Host]:
+        """Virtual hosts for the VirtualService's hosts that name no service (istiod's
+        `separateVSHostsAndServices`), on the ports of the services it routes, or on 80."""
+        others = [h for h in vs.hosts if not _names_a_service(h, self.owners.keys())]
+        if not others:
+            return
+        ports = {
+            port.number
+            for service in self.services
+            if service.hostname in vs.hosts or self.owners[service.hostname] is vs
+            for port in service.ports
+            if port.protocol.is_http
+        }
+        for port in sorted(ports or {DEFAULT_HTTP_PORT}):
+            routes = self._routes(vs, port)
+            if routes:
+                yield from (_Host(host, port, [host], routes) for host in others)
+
+
+def _names_a_service(host: str, hostnames: Collection[str]) -> bool:
+    """An exact host names a service by equality; a wildcard if it covers any service."""
+    if host.startswith("*"):
+        return any(hosts_match(host, hostname) for hostname in hostnames)
+    return host in hostnames
+
+
+def _host_names(service: Service, view: ProxyView) -> list[str]:
+    """The names (without port) a client in the view's namespace may use for the service.
 
     Kubernetes-style `<name>.<ns>.svc.cluster.local` hosts also answer to `<name>.<ns>.svc` and
     `<name>.<ns>`, and to `<name>` from their own namespace, as cluster DNS search paths allow.
@@ -82,61 +181,66 @@ def _host_names(service: Service, namespace: str) -> list[str]:
     result = [service.hostname]
     short = service.hostname.removesuffix(f".{service.namespace}.svc.{CLUSTER_DOMAIN}")
     if short != service.hostname and "." not in short:
-        if namespace == service.namespace:
+        if view.namespace == service.namespace:
             result.append(short)
         result += [f"{short}.{service.namespace}", f"{short}.{service.namespace}.svc"]
     result += [f"[{vip}]" if ":" in vip else vip for vip in service.vips]
     return result
 
 
-def _virtual_hosts(
-    ports: Iterable[tuple[Service, ServicePort]], view: ProxyView, *, proxy_form: bool
-) -> list[route_components_pb2.VirtualHost]:
+def _virtual_hosts(hosts: Iterable[_Host], *, proxy_form: bool) -> list[VirtualHost]:
+    """Claim domains in the given order, then list the virtual hosts by (hostname, port)."""
     claimed: set[str] = set()
     virtual_hosts = []
-    for service, port in sorted(ports, key=lambda sp: (sp[0].hostname, sp[1].number)):
+    for host in hosts:
         domains = []
-        for name in _host_names(service, view.namespace):
-            with_port = f"{name}:{port.number}"
+        for name in host.names:
+            with_port = f"{name}:{host.port}"
             if proxy_form:
                 # An absolute URI names its port unless it is HTTP's default.
-                forms = [with_port, name] if port.number == DEFAULT_HTTP_PORT else [with_port]
+                forms = [with_port, name] if host.port == DEFAULT_HTTP_PORT else [with_port]
             else:
                 forms = [name, with_port]
             domains += [d for d in forms if d not in claimed]
             claimed.update(forms)
         if domains:
-            cluster = names.outbound_cluster(port.number, service.hostname)
             virtual_hosts.append(
-                route_components_pb2.VirtualHost(
-                    name=f"{service.hostname}:{port.number}",
-                    domains=domains,
-                    routes=[_route(DEFAULT_ROUTE, cluster)],
+                (
+                    (host.hostname, host.port),
+                    VirtualHost(
+                        name=f"{host.hostname}:{host.port}", domains=domains, routes=host.routes
+                    ),
                 )
             )
-    return virtual_hosts
+    return [vh for _, vh in sorted(virtual_hosts, key=lambda item: item[0])]
 
 
 def _config(
-    name: str, virtual_hosts: list[route_components_pb2.VirtualHost], *, allow_any: bool
+    name: str, virtual_hosts: list[VirtualHost], *, allow_any: bool
 ) -> route_pb2.RouteConfiguration:
     if allow_any:
+        action = route_components_pb2.RouteAction(
+            cluster=names.PASSTHROUGH_CLUSTER, timeout=NO_TIMEOUT
+        )
+        action.max_grpc_timeout.CopyFrom(NO_TIMEOUT)
         virtual_hosts.append(
-            route_components_pb2.VirtualHost(
+            VirtualHost(
                 name=ALLOW_ANY,
                 domains=["*"],
-                routes=[_route(ALLOW_ANY, names.PASSTHROUGH_CLUSTER)],
+                routes=[
+                    Route(
+                        name=ALLOW_ANY,
+                        match=route_components_pb2.RouteMatch(prefix="/"),
+                        route=action,
+                    )
+                ],
             )
         )
     return route_pb2.RouteConfiguration(
-        name=name, virtual_hosts=virtual_hosts, validate_clusters=_NO
-    )
-
-
-def _route(name: str, cluster: str) -> route_components_pb2.Route:
-    """Prefix `/` to one cluster, with no route timeout (as Istio: streams may be long-lived)."""
-    return route_components_pb2.Route(
         name=name,
-        match=route_components_pb2.RouteMatch(prefix="/"),
-        route=route_components_pb2.RouteAction(cluster=cluster, timeout=seconds(0)),
+        virtual_hosts=virtual_hosts,
+        validate_clusters=_NO,
+        max_direct_response_body_size_bytes=wrappers_pb2.UInt32Value(
+            value=MAX_DIRECT_RESPONSE_BODY
+        ),
     )

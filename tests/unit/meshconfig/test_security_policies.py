@@ -540,5 +540,6 @@ def test_all_problems_are_reported_with_source_and_resource() -> None:
 def test_served_versions() -> None:
     document = base("default")
     document["apiVersion"] = "security.istio.io/v1alpha1"
-    with pytest.raises(ConfigValidationError, match="version .v1alpha1. of PeerAuthentication is not served"):
+    expected = r"version 'v1alpha1' of PeerAuthentication is not served"
+    with pytest.raises(ConfigValidationError, match=expected):
         validate_document(document)

@@ -13,15 +13,16 @@ from pilot.generators.endpoints import (
     load_assignments,
     parse_locality,
 )
-from pilot.model import Endpoint, Proxy
+from pilot.model import Endpoint, NodeType, Proxy, ProxyView
 from pilot.push_context import PushContext
 
 BuildContext = Callable[..., PushContext]
 REVIEWS = "outbound|9080||reviews.default.svc.cluster.local"
+VIEW = ProxyView(NodeType.SIDECAR, "default")
 
 
 def test_endpoints_grouped_by_locality_with_weights(ctx: PushContext) -> None:
-    assignment = load_assignment(ctx, REVIEWS)
+    assignment = load_assignment(ctx, REVIEWS, VIEW)
     assert assignment is not None
     assert assignment.cluster_name == REVIEWS
     no_locality, east = assignment.endpoints
@@ -67,14 +68,14 @@ def test_parse_locality() -> None:
 
 
 def test_only_eds_clusters_have_assignments(ctx: PushContext) -> None:
-    assert load_assignment(ctx, "outbound|80||www.googleapis.com") is None  # DNS
-    assert load_assignment(ctx, "outbound|8000||passthrough.example.com") is None  # NONE
-    assert load_assignment(ctx, "outbound|9|sub|reviews.default.svc.cluster.local") is None
-    assert load_assignment(ctx, "outbound|1||reviews.default.svc.cluster.local") is None
-    assert load_assignment(ctx, "outbound|9080||nope.example.com") is None
-    assert load_assignment(ctx, "inbound|9080||") is None
-    assert load_assignment(ctx, "outbound|x||reviews") is None
-    assert load_assignment(ctx, "BlackHoleCluster") is None
+    assert load_assignment(ctx, "outbound|80||www.googleapis.com", VIEW) is None  # DNS
+    assert load_assignment(ctx, "outbound|8000||passthrough.example.com", VIEW) is None  # NONE
+    assert load_assignment(ctx, "outbound|9|sub|reviews.default.svc.cluster.local", VIEW) is None
+    assert load_assignment(ctx, "outbound|1||reviews.default.svc.cluster.local", VIEW) is None
+    assert load_assignment(ctx, "outbound|9080||nope.example.com", VIEW) is None
+    assert load_assignment(ctx, "inbound|9080||", VIEW) is None
+    assert load_assignment(ctx, "outbound|x||reviews", VIEW) is None
+    assert load_assignment(ctx, "BlackHoleCluster", VIEW) is None
 
 
 def test_an_assignment_for_every_eds_cluster(ctx: PushContext, sidecar: Proxy) -> None:
@@ -83,7 +84,7 @@ def test_an_assignment_for_every_eds_cluster(ctx: PushContext, sidecar: Proxy) -
     }
     assignments = load_assignments(ctx, sidecar.view)
     assert {a.cluster_name for a in assignments} == eds
-    assert all(a == load_assignment(ctx, a.cluster_name) for a in assignments)
+    assert all(a == load_assignment(ctx, a.cluster_name, VIEW) for a in assignments)
 
 
 def test_empty_service_still_gets_an_assignment(build_context: BuildContext) -> None:
@@ -95,6 +96,6 @@ def test_empty_service_still_gets_an_assignment(build_context: BuildContext) -> 
         spec: {hosts: [e.example.com], resolution: STATIC, ports: [{number: 80, name: http}]}
         """
     )
-    assignment = load_assignment(ctx, "outbound|80||e.example.com")
+    assignment = load_assignment(ctx, "outbound|80||e.example.com", VIEW)
     assert assignment is not None
     assert list(assignment.endpoints) == []

@@ -69,7 +69,8 @@ def test_outbound_http_listener_uses_rds_over_ads(ctx: PushContext, sidecar: Pro
     assert manager.rds.route_config_name == "9080"
     assert manager.rds.config_source.HasField("ads")
     assert manager.rds.config_source.resource_api_version == config_source_pb2.ApiVersion.V3
-    (router,) = manager.http_filters
+    fault, cors, router = manager.http_filters
+    assert [fault.name, cors.name] == ["envoy.filters.http.fault", "envoy.filters.http.cors"]
     assert router.name == "envoy.filters.http.router"
     assert router.typed_config.Is(router_pb2.Router.DESCRIPTOR)
     assert not manager.access_log

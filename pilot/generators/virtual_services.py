@@ -1,0 +1,115 @@
+"""Which VirtualServices route which services for a sidecar, and which cluster a destination is.
+
+HTTP routes (RDS) and TCP/TLS routes (outbound listeners) resolve VirtualServices the same way,
+so the rules live here once, as istiod applies them to sidecars:
+
+- a sidecar sees the VirtualServices exported to its namespace and bound to the `mesh` gateway
+  (`IstioConfig.virtual_services_for`), oldest first; we have no creation time, so "oldest" is
+  the resource key order (namespace, name);
+- hosts and destination hosts are qualified relative to the VirtualService's namespace;
+- for HTTP exactly one VirtualService routes a service: a VirtualService naming the service
+  exactly beats any wildcard, the longest wildcard beats shorter ones, and among equals the first
+  wins. istiod merges several VirtualServices for one host only on gateways, never for sidecars;
+- for TCP and TLS every VirtualService whose hosts cover the service contributes, in order
+  (istiod's `getConfigsForHost`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from meshconfig import Resource
+from meshconfig.networking.common import Destination
+from meshconfig.networking.virtual_service import VirtualService
+from pilot.generators import names
+from pilot.istio_config import MESH_GATEWAY, qualify
+from pilot.push_context import PushContext
+
+
+@dataclass(frozen=True, slots=True)
+class BoundVirtualService:
+    """A VirtualService as a sidecar sees it: its typed spec and its hosts, fully qualified."""
+
+    resource: Resource
+    spec: VirtualService
+    hosts: tuple[str, ...]
+
+    @classmethod
+    def of(cls, resource: Resource) -> BoundVirtualService:
+        spec = resource.spec
+        assert isinstance(spec, VirtualService), resource.label
+        namespace = resource.metadata.namespace
+        return cls(resource, spec, tuple(qualify(h, namespace) for h in spec.hosts or ()))
+
+    @property
+    def name(self) -> str:
+        return self.resource.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.resource.metadata.namespace
+
+    @property
+    def config_path(self) -> str:
+        """How istiod names the source of generated config in Envoy metadata."""
+        kind = self.resource.kind
+        return (
+            f"/apis/{kind.preferred_api_version}/namespaces/{self.namespace}"
+            f"/virtual-service/{self.name}"
+        )
+
+    def covers(self, hostname: str) -> bool:
+        return any(hosts_match(host, hostname) for host in self.hosts)
+
+
+def mesh_virtual_services(ctx: PushContext, namespace: str) -> tuple[BoundVirtualService, ...]:
+    """The VirtualServices applying to sidecars in `namespace`, in precedence order."""
+    return tuple(
+        BoundVirtualService.of(vs)
+        for vs in ctx.config.virtual_services_for(namespace, MESH_GATEWAY)
+    )
+
+
+def hosts_match(first: str, second: str) -> bool:
+    """istio's `host.Name.Matches`: equal names, or a `*.suffix` wildcard covering the other."""
+    first_wild, second_wild = first.startswith("*"), second.startswith("*")
+    if first_wild and second_wild:
+        shorter, longer = sorted((first[1:], second[1:]), key=len)
+        return longer.endswith(shorter)
+    if first_wild:
+        return second.endswith(first[1:])
+    if second_wild:
+        return first.endswith(second[1:])
+    return first == second
+
+
+def http_owner(
+    hostname: str, virtual_services: Iterable[BoundVirtualService]
+) -> BoundVirtualService | None:
+    """The one VirtualService whose HTTP routes a sidecar uses for `hostname`."""
+    best: tuple[int, BoundVirtualService] | None = None
+    for vs in virtual_services:
+        if hostname in vs.hosts:
+            return vs
+        for host in vs.hosts:
+            wildcard = host.startswith("*") and hosts_match(host, hostname)
+            if wildcard and (best is None or len(host) > best[0]):
+                best = (len(host), vs)
+    return None if best is None else best[1]
+
+
+def destination_cluster(
+    ctx: PushContext, destination: Destination, namespace: str, port: int
+) -> str:
+    """istiod's `GetDestinationCluster`: the destination's port if given, else the service's
+    only port, else the port the request arrived on."""
+    hostname = qualify(destination.host, namespace)
+    number = port
+    if destination.port is not None and destination.port.number is not None:
+        number = destination.port.number
+    else:
+        service = ctx.service(hostname)
+        if service is not None and len(service.ports) == 1:
+            number = service.ports[0].number
+    return names.outbound_cluster(number, hostname, destination.subset or "")
