@@ -1,9 +1,11 @@
 """Pilot's registry fed by galley's distribution instead of a directory it reads itself.
 
-Subscribes to the registry kinds (ServiceEntry, WorkloadEntry) and the traffic kinds
-(VirtualService, DestinationRule, Gateway, Sidecar) through galley's client library. Until every
-kind has arrived, pilot keeps its empty input and reports not ready; after that every change is
-turned into pilot's input and handed over. A registry-level rejection (the same host
+Subscribes to the registry kinds (ServiceEntry, WorkloadEntry, and the Kubernetes Service,
+EndpointSlice, Endpoints and Pod galley reads from the API server) and the traffic kinds
+(VirtualService, DestinationRule, Gateway, Sidecar) through galley's client library. A galley
+without a Kubernetes source serves those kinds empty, so the same subscription fits both.
+Until every kind has arrived, pilot keeps its empty input and reports not ready; after that
+every change is turned into pilot's input and handed over. A registry-level rejection (the same host
 declared by two ServiceEntries) is logged and the previous registry stays in force.
 """
 
@@ -20,16 +22,22 @@ from pilot.registry import ConfigError
 
 log = logging.getLogger(__name__)
 
-PILOT_KINDS = tuple(
-    f"networking.istio.io/{kind}"
-    for kind in (
-        "ServiceEntry",
-        "WorkloadEntry",
-        "VirtualService",
-        "DestinationRule",
-        "Gateway",
-        "Sidecar",
-    )
+PILOT_KINDS = (
+    *(
+        f"networking.istio.io/{kind}"
+        for kind in (
+            "ServiceEntry",
+            "WorkloadEntry",
+            "VirtualService",
+            "DestinationRule",
+            "Gateway",
+            "Sidecar",
+        )
+    ),
+    "core/Service",
+    "core/Endpoints",
+    "discovery.k8s.io/EndpointSlice",
+    "core/Pod",
 )
 
 

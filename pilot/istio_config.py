@@ -35,11 +35,15 @@ def _exported_to(resource: Resource, namespace: str) -> bool:
     return "*" in export_to or namespace in export_to or ("." in export_to and namespace == own)
 
 
+def qualify_gateway(name: str, namespace: str) -> str:
+    """A gateway reference as `<namespace>/<name>`, a short name being in `namespace`."""
+    return name if name == MESH_GATEWAY or "/" in name else f"{namespace}/{name}"
+
+
 def gateway_names(resource: Resource) -> list[str]:
     """The gateways a VirtualService binds to, namespace-qualified; ["mesh"] by default."""
     names = list(getattr(resource.spec, "gateways", None) or [MESH_GATEWAY])
-    own = resource.metadata.namespace
-    return [g if g == MESH_GATEWAY or "/" in g else f"{own}/{g}" for g in names]
+    return [qualify_gateway(g, resource.metadata.namespace) for g in names]
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,9 +113,10 @@ class ServicePort:
 
 @dataclass(frozen=True, slots=True)
 class WorkloadInstance:
-    """A workload (a WorkloadEntry, or an endpoint written inline in a ServiceEntry)."""
+    """A workload: a WorkloadEntry, an endpoint written inline in a ServiceEntry, a Kubernetes
+    pod, or an endpoint of a Kubernetes service."""
 
-    name: str  # empty for inline ServiceEntry endpoints
+    name: str  # empty for inline ServiceEntry endpoints and endpoints without a pod
     namespace: str
     address: str
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -124,6 +125,9 @@ class WorkloadInstance:
     locality: str = ""  # "region/zone/subzone", any part may be missing
     weight: int = 1
     network: str = ""
+    # False: not (yet) serving, so kept out of other proxies' endpoints, while the workload's
+    # own proxy still gets its inbound configuration (a Kubernetes pod that is not ready).
+    ready: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", frozen_map(self.labels))
@@ -222,10 +226,13 @@ class ProxyView:
     Outbound clusters, routes, listeners and the endpoints of EDS clusters are functions of
     (push context, view). Inbound clusters and listeners, and the listeners bound to the
     proxy's own address, are per proxy: they depend on its IP and the instances it backs.
+    A router's labels pick the Gateways it serves, so they are part of its view (sorted
+    pairs); a sidecar's view has none, so all sidecars of a namespace share one view.
     """
 
     type: NodeType
     namespace: str
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 _METADATA_STRING_KEYS: Final = (
@@ -263,6 +270,8 @@ class Proxy:
 
     @property
     def view(self) -> ProxyView:
+        if self.type is NodeType.ROUTER:
+            return ProxyView(self.type, self.namespace, tuple(sorted(self.labels.items())))
         return ProxyView(self.type, self.namespace)
 
     @property

@@ -52,9 +52,10 @@ class PushContext:
         for service in services:
             backing = _backing_workloads(service, workloads_by_namespace[service.namespace])
             for port in service.ports:
-                port_endpoints = [Endpoint.of(w, port) for w in backing]
-                for endpoint in port_endpoints:
+                for workload in backing:
+                    endpoint = Endpoint.of(workload, port)
                     instances[endpoint.address].append(ServiceInstance(service, port, endpoint))
+                port_endpoints = [Endpoint.of(w, port) for w in backing if w.ready]
                 if service.resolution is Resolution.STATIC:
                     # EDS carries IPs only; a named workload is reachable through DNS services.
                     port_endpoints = [e for e in port_endpoints if is_ip(e.address)]
@@ -79,11 +80,12 @@ class PushContext:
         return self.services
 
     def endpoints(self, hostname: str, port: int) -> tuple[Endpoint, ...]:
-        """The endpoints of a service port, sorted; empty for an unknown service or port."""
+        """The ready endpoints of a service port, sorted; empty for an unknown service or port."""
         return self._endpoints.get((hostname, port), ())
 
     def instances_for(self, proxy: Proxy) -> tuple[ServiceInstance, ...]:
-        """The service ports the proxy's own workload serves, sorted by (hostname, port)."""
+        """The service ports the proxy's own workload serves, ready or not (it needs its inbound
+        side before it can become ready), sorted by (hostname, port)."""
         found = [i for ip in proxy.ip_addresses for i in self._instances_by_address.get(ip, ())]
         return tuple(sorted(found, key=lambda i: (i.service.hostname, i.port.number)))
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -21,7 +22,7 @@ from meshcore.grpc_server import bind, create_server
 from meshcore.lifecycle import Service, cancel_and_wait
 from meshcore.monitoring import MonitoringServer
 from meshcore.xds.server import XdsServer
-from pilot import debug
+from pilot import debug, model
 from pilot.config_files import PilotInput
 from pilot.config_galley import GalleyConfig
 from pilot.config_watch import ConfigWatcher
@@ -159,24 +160,60 @@ class Pilot(Service):
 
 
 def classify_change(before: RegistrySnapshot, after: RegistrySnapshot) -> PushRequest:
-    """Full if services changed; else EDS for the services whose workloads moved.
+    """Full if services changed in more than their endpoints; else EDS for the services whose
+    endpoints changed or whose selected workloads moved.
 
-    A proxy whose own workload moved still gets a full push (its inbound side depends on it).
+    Endpoints alone are EDS only for STATIC services whose endpoints keep their service
+    accounts: other resolutions carry endpoints in clusters or listeners, and a cluster lists
+    its endpoints' identities. A proxy whose own workload moved still gets a full push (its
+    inbound side depends on it).
     """
-    if before.services != after.services:
+    old_services = {service.hostname: service for service in before.services}
+    if len(old_services) != len(after.services):
         return PushRequest(full=True, reason="services")
-    old = {(w.namespace, w.name, w.address): w for w in before.workloads}
-    new = {(w.namespace, w.name, w.address): w for w in after.workloads}
-    moved = [w for key, w in old.items() if new.get(key) != w]
-    moved += [w for key, w in new.items() if old.get(key) != w]
-    hosts = frozenset(
+    hosts: set[str] = set()
+    moved: list[model.WorkloadInstance] = []
+    for service in after.services:
+        old = old_services.get(service.hostname)
+        if old == service:
+            continue
+        if old is None or not _endpoints_only(old, service):
+            return PushRequest(full=True, reason="services")
+        hosts.add(service.hostname)
+        moved += _moved(old.endpoints, service.endpoints)
+    moved_workloads = _moved(before.workloads, after.workloads)
+    hosts.update(
         service.hostname
         for service in after.services
-        if any(service.selects(workload) for workload in moved)
+        if any(service.selects(workload) for workload in moved_workloads)
     )
     return PushRequest(
         full=False,
-        endpoints=hosts,
-        workload_addresses=frozenset(w.address for w in moved),
+        endpoints=frozenset(hosts),
+        workload_addresses=frozenset(w.address for w in (*moved, *moved_workloads)),
         reason="endpoints",
     )
+
+
+def _endpoints_only(before: model.Service, after: model.Service) -> bool:
+    """Whether only the endpoints of a STATIC service changed, and not their identities."""
+    return (
+        after.resolution is model.Resolution.STATIC
+        and replace(before, endpoints=()) == replace(after, endpoints=())
+        and _accounts(before) == _accounts(after)
+    )
+
+
+def _accounts(service: model.Service) -> set[str]:
+    return {w.service_account for w in service.endpoints if w.ready}
+
+
+def _moved(
+    before: Iterable[model.WorkloadInstance], after: Iterable[model.WorkloadInstance]
+) -> list[model.WorkloadInstance]:
+    """The workloads added, removed or changed, old and new versions both."""
+    old = {(w.namespace, w.name, w.address): w for w in before}
+    new = {(w.namespace, w.name, w.address): w for w in after}
+    moved = [w for key, w in old.items() if new.get(key) != w]
+    moved += [w for key, w in new.items() if old.get(key) != w]
+    return moved

@@ -5,6 +5,10 @@ endpoints) depends only on `Proxy.view()`, so proxies with equal views share one
 serialized result for the life of a push context. Only the small per-proxy part (inbound
 clusters, listeners bound to the proxy's own address) is built for each proxy. An endpoints-
 only change regenerates just the affected ClusterLoadAssignments, once for all proxies.
+
+Routers (gateways) share clusters and endpoints the same way; their route configs come from
+the Gateways their labels select (`gateway_routes`), and their listeners are translated once
+per view (`gateways`) and only copied onto each router's own address.
 """
 
 from __future__ import annotations
@@ -13,12 +17,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from envoy.config.listener.v3 import listener_pb2
 from google.protobuf.message import Message
 
 from meshcore.xds import types
 from meshcore.xds.resource import Resource, Snapshot, TypeSnapshot
-from pilot.generators import clusters, endpoints, listeners, names, routes
-from pilot.model import Proxy, ProxyView
+from pilot.generators import (
+    clusters,
+    endpoints,
+    gateway_routes,
+    gateways,
+    listeners,
+    names,
+    routes,
+)
+from pilot.model import NodeType, Proxy, ProxyView
 from pilot.push_context import PushContext
 
 
@@ -32,6 +45,7 @@ class _ViewConfig:
     listeners: tuple[Resource, ...]
     routes: TypeSnapshot
     endpoints: TypeSnapshot
+    unbound_listeners: tuple[listener_pb2.Listener, ...]  # a router's, bound per proxy
 
 
 class SnapshotGenerator:
@@ -47,7 +61,12 @@ class SnapshotGenerator:
     def full(self, ctx: PushContext, proxy: Proxy) -> Snapshot:
         shared = self._view(ctx, proxy.view)
         own_clusters = _resources(clusters.inbound_clusters(ctx, proxy))
-        own_listeners = _resources(listeners.proxy_listeners(ctx, proxy))
+        own_listeners = _resources(
+            (
+                *listeners.proxy_listeners(ctx, proxy),
+                *gateways.bind(shared.unbound_listeners, proxy.ip),
+            )
+        )
         return Snapshot(
             MappingProxyType(
                 {
@@ -95,11 +114,19 @@ class SnapshotGenerator:
         found = self._views.get(view)
         if found is None:
             eds = _resources(endpoints.load_assignments(ctx, view), "cluster_name")
+            unbound: list[listener_pb2.Listener] = []
+            if view.type is NodeType.ROUTER:
+                merged = gateways.merge(ctx, view)
+                unbound = gateways.gateway_listeners(ctx, view, merged)
+                route_configs = gateway_routes.gateway_routes(ctx, view, merged)
+            else:
+                route_configs = routes.outbound_routes(ctx, view)
             found = self._views[view] = _ViewConfig(
                 clusters=tuple(_resources(clusters.outbound_clusters(ctx, view))),
                 listeners=tuple(_resources(listeners.outbound_listeners(ctx, view))),
-                routes=TypeSnapshot.of(_resources(routes.outbound_routes(ctx, view))),
+                routes=TypeSnapshot.of(_resources(route_configs)),
                 endpoints=TypeSnapshot.of(eds),
+                unbound_listeners=tuple(unbound),
             )
         return found
 

@@ -11,6 +11,12 @@ Shared by every proxy with the same `ProxyView` (generate once per view, seriali
                                                   route_policies, virtual_services)
     listeners.outbound_listeners(ctx, view)  LDS  service ports, protocols and VIPs; TCP and
                                                   TLS VirtualService rules (tcp_routes)
+Routers (gateways), per view (the view's labels select the Gateways):
+    gateways.merge(ctx, view)                     the selected Gateways' servers by port
+    gateways.gateway_listeners(ctx, view, merged) LDS  one listener per port, TLS termination
+                                                       (gateway_tls), TCP/TLS routes; unbound
+    gateway_routes.gateway_routes(ctx, view, merged)  RDS  bound VirtualServices per server
+    gateways.bind(listeners, ip)                  LDS  per proxy: copies on the router's IP
 Per proxy (its IP, metadata, and the service instances its own workload backs):
     clusters.inbound_clusters(ctx, proxy)    CDS  instances + APP_ADDRESS
     listeners.proxy_listeners(ctx, proxy)    LDS  IP, instances, INTERCEPTION_MODE, HTTP_PROXY_PORT

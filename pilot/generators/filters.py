@@ -46,17 +46,26 @@ def http_connection_manager(
     rds: str | None = None,
     route_config: route_pb2.RouteConfiguration | None = None,
     absolute_urls: bool = False,
+    edge: bool = False,
 ) -> listener_components_pb2.Filter:
     """An HCM taking routes from RDS (`rds` names the route config) or inline.
 
     `absolute_urls` makes it an explicit HTTP proxy: requests like `GET http://host:port/`
-    are accepted and routed by their host:port.
+    are accepted and routed by their host:port. `edge` is a gateway's HCM (istiod's
+    `buildGatewayConnectionManager`): the client's address is the remote address (appended to
+    X-Forwarded-For), and a client certificate header from outside is replaced, not trusted.
     """
     manager = hcm_pb2.HttpConnectionManager(
         stat_prefix=stat_prefix,
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
         http_filters=_http_filters(),
     )
+    if edge:
+        manager.use_remote_address.value = True
+        manager.forward_client_cert_details = hcm_pb2.HttpConnectionManager.SANITIZE_SET
+        details = manager.set_current_client_cert_details
+        details.subject.value = True
+        details.cert = details.uri = details.dns = True
     if rds is not None:
         manager.rds.CopyFrom(hcm_pb2.Rds(config_source=ads(), route_config_name=rds))
     elif route_config is not None:

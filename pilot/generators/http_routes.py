@@ -1,4 +1,4 @@
-"""VirtualService HTTP rules as Envoy routes, the way istiod builds them for sidecars.
+"""VirtualService HTTP rules as Envoy routes, the way istiod builds them for sidecars and gateways.
 
 `virtual_service_routes` is istiod's `BuildHTTPRoutesForVirtualService`: every HTTP rule gives
 one Envoy route per match that applies to this sidecar on this port (a rule without matches is a
@@ -10,8 +10,9 @@ injection and CORS travel as per-route config of the HCM's fault and CORS filter
 (no timeout, istiod's default retry policy), so both kinds of route behave alike.
 
 Not translated, and why:
-- `sourceLabels` matches: the shared proxy view carries no workload labels, so such a match is
-  treated as not applying to any sidecar (Istio applies it to the labelled workloads only).
+- `sourceLabels` matches on sidecars: the shared sidecar view carries no workload labels, so
+  such a match is treated as not applying to any sidecar (Istio applies it to the labelled
+  workloads only). A router's view has its labels, so on gateways they apply as in Istio.
 - `delegate` rules: delegate VirtualServices are not resolved yet; the rule is skipped.
 - JWT claim header matches: istiod supports them on gateways only (validation rejects them).
 """
@@ -50,7 +51,7 @@ from pilot.generators.route_policies import (
     string_matcher,
 )
 from pilot.generators.virtual_services import BoundVirtualService, destination_cluster
-from pilot.istio_config import MESH_GATEWAY, qualify
+from pilot.istio_config import MESH_GATEWAY, qualify, qualify_gateway
 from pilot.push_context import PushContext
 
 DEFAULT_ROUTE: Final = "default"
@@ -69,11 +70,17 @@ _OVERWRITE: Final = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
 @dataclass(frozen=True, slots=True)
 class RouteContext:
-    """What translating a VirtualService needs besides the rule: who asks, and on which port."""
+    """What translating a VirtualService needs besides the rule: who asks, and on which port.
+
+    Sidecars ask as the `mesh` gateway without labels (their shared view has none); a router
+    asks as one of its Gateways (`<namespace>/<name>`), with its own labels.
+    """
 
     ctx: PushContext
     namespace: str  # of the proxy view
-    port: int  # the service port the request arrived on
+    port: int  # the service (or gateway server) port the request arrived on
+    gateway: str = MESH_GATEWAY
+    labels: Mapping[str, str] | None = None  # None: sourceLabels matches never apply
 
 
 def virtual_service_routes(vs: BoundVirtualService, at: RouteContext) -> list[rc.Route]:
@@ -87,7 +94,7 @@ def virtual_service_routes(vs: BoundVirtualService, at: RouteContext) -> list[rc
             break
         catch_all = False
         for match in rule.match:
-            if _applies(match, at):
+            if _applies(match, vs.namespace, at):
                 route = _route(vs, index, rule, match, at)
                 routes.append(route)
                 if is_catch_all(route.match):
@@ -127,14 +134,17 @@ def is_catch_all(match: rc.RouteMatch) -> bool:
     return everything and not match.headers and not match.query_parameters
 
 
-def _applies(match: HTTPMatchRequest, at: RouteContext) -> bool:
-    """The conditions a match puts on the client, which are known when generating config."""
+def _applies(match: HTTPMatchRequest, vs_namespace: str, at: RouteContext) -> bool:
+    """istiod's `sourceMatchHTTP`: the conditions a match puts on the client, known when
+    generating config. Gateway names in a match are relative to the VirtualService."""
     if match.port is not None and match.port != at.port:
         return False
     if match.gateways:
-        return MESH_GATEWAY in match.gateways
+        return at.gateway in {qualify_gateway(g, vs_namespace) for g in match.gateways}
     if match.source_labels:
-        return False
+        labels = at.labels
+        if labels is None or any(labels.get(k) != v for k, v in match.source_labels.items()):
+            return False
     return match.source_namespace is None or match.source_namespace == at.namespace
 
 

@@ -11,7 +11,7 @@ The listeners of one proxy bind its own address: `virtualOutbound` (15001), `vir
 (15006, one filter chain per inbound port), and, without traffic capture
 (INTERCEPTION_MODE=NONE, the local mesh), one `<ip>_<port>` listener per inbound port plus the
 explicit HTTP proxy listener on HTTP_PROXY_PORT that applications use as HTTP_PROXY.
-Gateways get no listeners until Gateway resources are supported.
+Routers (gateways) get none of these: their listeners come from Gateway resources (`gateways`).
 """
 
 from __future__ import annotations

@@ -69,7 +69,8 @@ class _Host:
 
 
 def outbound_routes(ctx: PushContext, view: ProxyView) -> list[route_pb2.RouteConfiguration]:
-    """`"<port>"` for each HTTP service port, and `http_proxy`; none for gateways (yet)."""
+    """`"<port>"` for each HTTP service port, and `http_proxy`; none for routers, whose route
+    configs come from their Gateways (`gateway_routes`)."""
     if view.type is not NodeType.SIDECAR:
         return []
     hosts = _Planner(ctx, view).hosts()

@@ -67,7 +67,7 @@ def outbound_chains(
         ]
     else:
         chains = _tcp_chains(ctx, namespace, virtual_services, first_service, first_port)
-    return _without_repeated_matches(chains)
+    return without_repeated_matches(chains)
 
 
 def _tcp_chains(
@@ -84,16 +84,16 @@ def _tcp_chains(
         for rule in vs.spec.tcp or ():
             route = rule.route or []
             if not rule.match:
-                return [*chains, _chain(ctx, vs, route, port.number)]
+                return [*chains, route_chain(ctx, vs, route, port.number)]
             subnets: list[str] = []
             for match in rule.match:
                 if not _applies(match, port.number, namespace):
                     continue
                 if not match.destination_subnets:
-                    return [*chains, _chain(ctx, vs, route, port.number)]
+                    return [*chains, route_chain(ctx, vs, route, port.number)]
                 subnets += match.destination_subnets
             if subnets:
-                chains.append(_chain(ctx, vs, route, port.number, subnets=subnets))
+                chains.append(route_chain(ctx, vs, route, port.number, subnets=subnets))
     chains.append(_default_chain(service, port, sni=False))
     return chains
 
@@ -116,7 +116,9 @@ def _tls_chains(
                     sni = [qualify(host, vs.namespace) for host in match.sni_hosts]
                     subnets = match.destination_subnets or []
                     chains.append(
-                        _chain(ctx, vs, rule.route or [], port.number, sni=sni, subnets=subnets)
+                        route_chain(
+                            ctx, vs, rule.route or [], port.number, sni=sni, subnets=subnets
+                        )
                     )
     return chains or [_default_chain(service, port, sni=shared)]
 
@@ -132,7 +134,7 @@ def _applies(match: L4MatchAttributes | TLSMatchAttributes, port: int, namespace
     return match.source_namespace is None or match.source_namespace == namespace
 
 
-def _chain(
+def route_chain(
     ctx: PushContext,
     vs: BoundVirtualService,
     route: Sequence[RouteDestination],
@@ -141,6 +143,8 @@ def _chain(
     sni: Sequence[str] = (),
     subnets: Sequence[str] = (),
 ) -> listener_components_pb2.FilterChain:
+    """A chain proxying to the rule's destinations (split by weight if several), matching
+    the `sni` names and `subnets` given; the sidecar and gateway listeners both use it."""
     chain = FilterChain(filter_chain_match=_match(sni, subnets))
     chain.metadata.filter_metadata["istio"].update({"config": vs.config_path})
     if len(route) == 1:
@@ -186,7 +190,7 @@ def _match(
     return match
 
 
-def _without_repeated_matches(
+def without_repeated_matches(
     chains: Iterable[listener_components_pb2.FilterChain],
 ) -> list[listener_components_pb2.FilterChain]:
     """Envoy files a chain under every (destination prefix, SNI name) it matches and refuses a

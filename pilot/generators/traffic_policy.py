@@ -373,13 +373,13 @@ def _istio_mutual(
     """
     context = tls_pb2.UpstreamTlsContext(sni=settings.sni or upstream.mtls_sni)
     common = context.common_tls_context
-    common.tls_certificate_sds_secret_configs.append(_sds_secret(SDS_WORKLOAD_CERT))
+    common.tls_certificate_sds_secret_configs.append(sds_secret(SDS_WORKLOAD_CERT))
     combined = common.combined_validation_context
     combined.default_validation_context.SetInParent()
     combined.default_validation_context.match_typed_subject_alt_names.extend(
-        _san_matchers(settings.subject_alt_names or upstream.identities)
+        san_matchers(settings.subject_alt_names or upstream.identities)
     )
-    combined.validation_context_sds_secret_config.CopyFrom(_sds_secret(SDS_ROOT_CA))
+    combined.validation_context_sds_secret_config.CopyFrom(sds_secret(SDS_ROOT_CA))
     common.alpn_protocols.extend(ALPN_IN_MESH_H2 if h2 else ALPN_IN_MESH)
     return context
 
@@ -407,7 +407,7 @@ def _from_files(
         validation = common.validation_context
         validation.trusted_ca.filename = settings.ca_certificates or ""
         validation.match_typed_subject_alt_names.extend(
-            _san_matchers(settings.subject_alt_names or ())
+            san_matchers(settings.subject_alt_names or ())
         )
         if settings.ca_crl:
             validation.crl.filename = settings.ca_crl
@@ -423,7 +423,8 @@ def _from_files(
     return context
 
 
-def _sds_secret(name: str) -> secret_pb2.SdsSecretConfig:
+def sds_secret(name: str) -> secret_pb2.SdsSecretConfig:
+    """A secret from the agent's SDS server (`sds-grpc`): Istio's `default` or `ROOTCA`."""
     return secret_pb2.SdsSecretConfig(
         name=name,
         sds_config=config_source_pb2.ConfigSource(
@@ -442,7 +443,7 @@ def _sds_secret(name: str) -> secret_pb2.SdsSecretConfig:
     )
 
 
-def _san_matchers(names: tuple[str, ...] | list[str]) -> list[common_pb2.SubjectAltNameMatcher]:
+def san_matchers(names: tuple[str, ...] | list[str]) -> list[common_pb2.SubjectAltNameMatcher]:
     """Exact SAN matches, typed: SPIFFE IDs and other URIs, IP addresses, else DNS names."""
     matcher = common_pb2.SubjectAltNameMatcher
     return [

@@ -1,8 +1,9 @@
-"""Pilot's service registry: Istio ServiceEntry + WorkloadEntry resources -> the service model.
+"""Pilot's service registry: Istio ServiceEntry + WorkloadEntry resources, and Kubernetes
+Services, EndpointSlices and Pods (`pilot.registry.kubernetes`) -> the service model.
 
 `SnapshotBuilder` accepts them from any source (`pilot.config_files` reads a directory,
-`pilot.config_galley` consumes galley). Both produce an immutable `RegistrySnapshot`, from
-which pilot builds a push context.
+`pilot.config_galley` consumes galley) and merges the two registries by hostname. Both sources
+produce an immutable `RegistrySnapshot`, from which pilot builds a push context.
 """
 
 from pilot.registry.errors import ConfigError, Source

@@ -1,5 +1,8 @@
 """The registry from validated `meshconfig` resources, whether read from a directory or galley.
 
+ServiceEntries and WorkloadEntries, and the Kubernetes Services, EndpointSlices, Endpoints and
+Pods, whichever are present: a mesh without Kubernetes simply has none of the latter.
+
 The resources' specs are already checked as Istio would check them; the registry still applies
 its own rules (the same host declared twice, for example) through the shared `SnapshotBuilder`,
 so a directory and galley give pilot exactly the same registry for the same input.
@@ -12,13 +15,15 @@ from collections.abc import Iterable
 from meshconfig import Resource
 from meshconfig.networking.service_entry import ServiceEntry
 from meshconfig.networking.workload_entry import WorkloadEntry
+from pilot.registry import kubernetes
 from pilot.registry.errors import Source
 from pilot.registry.snapshot import RegistrySnapshot, SnapshotBuilder
 
 
 def from_resources(resources: Iterable[Resource]) -> RegistrySnapshot:
-    """The ServiceEntries and WorkloadEntries among `resources`; other kinds are ignored."""
+    """The registry kinds among `resources`; other kinds are ignored."""
     builder = SnapshotBuilder()
+    kube: list[Resource] = []
     for resource in sorted(resources, key=lambda r: r.key):
         spec = resource.spec
         if isinstance(spec, ServiceEntry | WorkloadEntry):
@@ -27,4 +32,7 @@ def from_resources(resources: Iterable[Resource]) -> RegistrySnapshot:
                 resource.source or "galley", resource.kind.kind, meta.namespace, meta.name
             )
             builder.add(source, spec)
+        elif kubernetes.reads(resource):
+            kube.append(resource)
+    builder.add_kubernetes(kubernetes.build(kube))
     return builder.build()

@@ -4,6 +4,14 @@ Each resource is converted on its own in `convert`; what needs all of them at on
 resource twice, the same host in two ServiceEntries) is checked here. Whatever delivers the
 resources (a directory, galley) feeds them to a `SnapshotBuilder` and hands the resulting
 `RegistrySnapshot` to pilot, which rebuilds its push context from it.
+
+The builder also merges the Kubernetes registry (`pilot.registry.kubernetes`) with the
+ServiceEntry one by hostname. When a Kubernetes Service and a ServiceEntry declare the same host,
+the Kubernetes Service wins and the ServiceEntry's service for that host is dropped: Istio
+resolves such duplicates by preferring the Kubernetes Service, so that nobody can squat a
+Service's name with a ServiceEntry (istio/istio#32966; among ServiceEntries it keeps the oldest,
+which this mesh refuses instead, as it cannot tell their age). Pods join the WorkloadEntries as
+workloads, so a ServiceEntry's workloadSelector picks both, as in Istio.
 """
 
 from __future__ import annotations
@@ -15,13 +23,15 @@ from meshconfig.networking.workload_entry import WorkloadEntry
 from pilot.model import Service, WorkloadInstance
 from pilot.registry import convert
 from pilot.registry.errors import ConfigError, Source
+from pilot.registry.kubernetes import KubernetesRegistry
 
 RegistrySpec = ServiceEntry | WorkloadEntry
 
 
 @dataclass(frozen=True, slots=True)
 class RegistrySnapshot:
-    """Every service (sorted by hostname) and WorkloadEntry (sorted by namespace/name)."""
+    """Every service (sorted by hostname) and workload: WorkloadEntries and Kubernetes pods
+    (sorted by namespace/name)."""
 
     services: tuple[Service, ...] = ()
     workloads: tuple[WorkloadInstance, ...] = ()
@@ -34,6 +44,7 @@ class SnapshotBuilder:
         self._resources: dict[tuple[str, str, str], Source] = {}
         self._hosts: dict[str, tuple[Service, Source]] = {}
         self._workloads: list[WorkloadInstance] = []
+        self._kubernetes = KubernetesRegistry()
 
     def add(self, source: Source, spec: RegistrySpec) -> None:
         """Convert and add one validated resource, named by `source` in any error."""
@@ -57,8 +68,15 @@ class SnapshotBuilder:
             self._workloads.append(convert.workload_entry(spec, source))
         self._resources[key] = source
 
+    def add_kubernetes(self, registry: KubernetesRegistry) -> None:
+        """The Kubernetes registry to merge with the ServiceEntries (its Services win a host)."""
+        self._kubernetes = registry
+
     def build(self) -> RegistrySnapshot:
+        hosts = {host: service for host, (service, _) in self._hosts.items()}
+        hosts.update((s.hostname, s) for s in self._kubernetes.services)
+        workloads = [*self._workloads, *self._kubernetes.workloads]
         return RegistrySnapshot(
-            services=tuple(self._hosts[h][0] for h in sorted(self._hosts)),
-            workloads=tuple(sorted(self._workloads, key=lambda w: (w.namespace, w.name))),
+            services=tuple(hosts[h] for h in sorted(hosts)),
+            workloads=tuple(sorted(workloads, key=lambda w: (w.namespace, w.name))),
         )
