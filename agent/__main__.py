@@ -63,6 +63,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--cluster-id", default="Kubernetes")
     add("--mesh-id", default="cluster.local")
     add("--initial-fetch-timeout", type=float, default=0.0, help="seconds; 0 waits for pilot")
+    add(
+        "--auto-register",
+        metavar="GROUP",
+        default="",
+        help="have pilot register this workload in WorkloadGroup GROUP of its namespace",
+    )
     add("--drain-seconds", type=float, default=5.0)
     add("--run-dir", type=Path, help="bootstrap and Envoy log (default: a per-pod temp dir)")
     add("--log-level", default="info", help="Envoy's log level")
@@ -85,6 +91,7 @@ def spec_from_args(args: argparse.Namespace) -> ProxySpec:
         cluster_id=args.cluster_id,
         mesh_id=args.mesh_id,
         initial_fetch_timeout=args.initial_fetch_timeout,
+        auto_register_group=args.auto_register,
     )
 
 

@@ -1,7 +1,8 @@
 """Envoy's bootstrap for one workload: who the proxy is and where pilot is.
 
 Everything else (listeners, routes, clusters, secrets) comes from pilot over ADS; the bootstrap
-only names the node the way Istio does (pilot keys its per-proxy view on it), points ADS at
+only names the node the way Istio does (pilot keys its per-proxy view on it; a workload that
+announces a WorkloadGroup with `AUTO_REGISTER_GROUP` is registered by pilot), points ADS at
 pilot, and adds the two fixed static pieces: the admin interface on 15000 and the Prometheus
 stats listener on 15090. Every port is bound to the workload's own address, so many Envoys share
 one host with Istio's fixed ports. A pure function of a `ProxySpec`: no tasks, no I/O.
@@ -63,6 +64,8 @@ class ProxySpec:
     # How long Envoy waits for its first CDS/LDS before going live without them; 0 waits for
     # pilot forever, as Istio does (listeners, 15090 included, accept nothing until then).
     initial_fetch_timeout: float = 0.0
+    # The WorkloadGroup (in `namespace`) pilot registers this workload in; empty: none.
+    auto_register_group: str = ""
 
     @property
     def node_id(self) -> str:
@@ -131,6 +134,8 @@ def _node_metadata(spec: ProxySpec) -> dict[str, Any]:
     }
     if spec.http_proxy_port is not None:
         metadata["HTTP_PROXY_PORT"] = str(spec.http_proxy_port)
+    if spec.auto_register_group:
+        metadata["AUTO_REGISTER_GROUP"] = spec.auto_register_group
     return metadata
 
 

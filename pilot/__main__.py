@@ -10,6 +10,7 @@ from pathlib import Path
 from meshcore.lifecycle import run_until_signalled
 from meshcore.logs import configure_logging
 from pilot.registry import ConfigError
+from pilot.registry.autoregister import DEFAULT_GRACE_PERIOD
 from pilot.server import Pilot, PilotOptions
 
 
@@ -23,6 +24,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--monitoring-port", type=int, default=15014)
     parser.add_argument("--debounce", type=float, default=0.1, help="quiet period, seconds")
     parser.add_argument("--debounce-max", type=float, default=1.0, help="longest wait, seconds")
+    parser.add_argument(
+        "--workload-entry-grace-period",
+        type=float,
+        default=DEFAULT_GRACE_PERIOD,
+        help="seconds an auto-registered WorkloadEntry outlives its proxy's connection",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -36,6 +43,7 @@ async def run(args: argparse.Namespace) -> None:
         monitoring_port=args.monitoring_port,
         debounce=args.debounce,
         debounce_max=args.debounce_max,
+        workload_entry_grace_period=args.workload_entry_grace_period,
     )
     await run_until_signalled(Pilot(options))
 

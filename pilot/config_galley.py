@@ -1,7 +1,7 @@
 """Pilot's registry fed by galley's distribution instead of a directory it reads itself.
 
-Subscribes to the registry kinds (ServiceEntry, WorkloadEntry, and the Kubernetes Service,
-EndpointSlice, Endpoints and Pod galley reads from the API server) and the traffic kinds
+Subscribes to the registry kinds (ServiceEntry, WorkloadEntry, WorkloadGroup, and the Kubernetes
+Service, EndpointSlice, Endpoints and Pod galley reads from the API server) and the traffic kinds
 (VirtualService, DestinationRule, Gateway, Sidecar) through galley's client library. A galley
 without a Kubernetes source serves those kinds empty, so the same subscription fits both.
 Until every kind has arrived, pilot keeps its empty input and reports not ready; after that
@@ -28,6 +28,7 @@ PILOT_KINDS = (
         for kind in (
             "ServiceEntry",
             "WorkloadEntry",
+            "WorkloadGroup",
             "VirtualService",
             "DestinationRule",
             "Gateway",

@@ -1,13 +1,15 @@
-"""Pilot's debug views: `/debug/syncz` (per proxy and type sync state) and a config dump.
+"""Pilot's debug views: `/debug/syncz` (per proxy and type sync state), `/debug/registryz` (the
+registry pilot serves, auto-registered workloads marked) and a config dump.
 
 These are read-only renderings of state owned elsewhere: stream status from the xDS server,
-snapshots from the cache. The config dump uses Envoy's own admin `ConfigDump` shape, so it can
-be compared field by field with what the proxy's `/config_dump` says it holds.
+the registry and registrations from pilot, snapshots from the cache. The config dump uses
+Envoy's own admin `ConfigDump` shape, so it can be compared field by field with what the
+proxy's `/config_dump` says it holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from envoy.admin.v3 import config_dump_pb2, config_dump_shared_pb2
@@ -16,6 +18,8 @@ from google.protobuf import any_pb2, json_format
 from meshcore.xds import types
 from meshcore.xds.resource import Snapshot, TypeSnapshot
 from meshcore.xds.status import StreamInfo
+from pilot.model import Service, WorkloadInstance
+from pilot.registry import RegistrySnapshot
 
 
 def proxy_id(node_id: str) -> str:
@@ -47,6 +51,66 @@ def syncz(streams: Iterable[StreamInfo]) -> list[dict[str, Any]]:
             }
         out.append(entry)
     return out
+
+
+def registryz(
+    registry: RegistrySnapshot, registrations: Mapping[tuple[str, str], dict[str, Any]]
+) -> dict[str, Any]:
+    """Services, workloads (each with its origin: `config`, or `auto-registered` with its
+    registration), WorkloadGroups, and every registration, including those that made no entry.
+
+    `registrations` is `AutoRegistration.describe()`, keyed by (namespace, entry name).
+    """
+    workloads = []
+    for workload in registry.workloads:
+        entry = _workload(workload)
+        registration = registrations.get((workload.namespace, workload.name))
+        if registration is not None and not registration["problem"]:
+            entry.update(origin="auto-registered", registration=registration)
+        workloads.append(entry)
+    return {
+        "services": [_service(service) for service in registry.services],
+        "workloads": workloads,
+        "workload_groups": [{"namespace": g.namespace, "name": g.name} for g in registry.groups],
+        "registrations": [
+            {"namespace": namespace, "name": name, **state}
+            for (namespace, name), state in registrations.items()
+        ],
+    }
+
+
+def _service(service: Service) -> dict[str, Any]:
+    selector = service.workload_selector
+    return {
+        "hostname": service.hostname,
+        "namespace": service.namespace,
+        "addresses": list(service.addresses),
+        "ports": [
+            {"name": p.name, "number": p.number, "protocol": p.protocol.value}
+            for p in service.ports
+        ],
+        "resolution": service.resolution.value,
+        "location": service.location.value,
+        "workload_selector": None if selector is None else dict(selector),
+        "endpoints": [_workload(endpoint) for endpoint in service.endpoints],
+        "origin": "config",
+    }
+
+
+def _workload(workload: WorkloadInstance) -> dict[str, Any]:
+    return {
+        "name": workload.name,
+        "namespace": workload.namespace,
+        "address": workload.address,
+        "labels": dict(workload.labels),
+        "ports": dict(workload.ports),
+        "service_account": workload.service_account,
+        "locality": workload.locality,
+        "network": workload.network,
+        "weight": workload.weight,
+        "ready": workload.ready,
+        "origin": "config",
+    }
 
 
 def _packed(any_bytes: bytes) -> any_pb2.Any:

@@ -5,6 +5,9 @@ a `Proxy` (a malformed node is refused with the reason), and the proxy's snapsho
 in the cache under its node id. On each debounced change, `push` installs the new push context
 and republishes every connected proxy's snapshot (full, or only the endpoints that moved); the
 streams take it from there. It also feeds pilot's metrics. All of it runs on the event loop.
+
+A proxy that asks to be auto-registered in a WorkloadGroup (`pilot.registry.autoregister`) is
+reported to pilot's `AutoRegistration` when its first stream opens and when its last one closes.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pilot.debounce import PushRequest
 from pilot.metrics import PilotMetrics
 from pilot.model import Proxy
 from pilot.push_context import PushContext
+from pilot.registry import autoregister
 from pilot.snapshots import SnapshotGenerator
 
 log = logging.getLogger(__name__)
@@ -28,15 +32,22 @@ log = logging.getLogger(__name__)
 @dataclass(slots=True)
 class _Connection:
     proxy: Proxy
+    registration: autoregister.Registration | None
     streams: set[int] = field(default_factory=set)
     push_started: float | None = None  # monotonic time of the change being delivered
 
 
 class DiscoveryService:
-    def __init__(self, context: PushContext, metrics: PilotMetrics) -> None:
+    def __init__(
+        self,
+        context: PushContext,
+        metrics: PilotMetrics,
+        registrations: autoregister.AutoRegistration | None = None,
+    ) -> None:
         self.cache = SnapshotCache()
         self.context = context
         self._metrics = metrics
+        self._registrations = registrations
         self._generator = SnapshotGenerator()
         self._connections: dict[str, _Connection] = {}
 
@@ -50,8 +61,11 @@ class DiscoveryService:
         connection = self._connections.get(key)
         if connection is None:
             proxy = Proxy.from_node(stream.node)
-            connection = self._connections[key] = _Connection(proxy)
+            registration = autoregister.registration(proxy, stream.node)
+            connection = self._connections[key] = _Connection(proxy, registration)
             self.cache.set(key, self._generator.full(self.context, proxy))
+            if registration is not None and self._registrations is not None:
+                self._registrations.connect(key, registration)
         connection.streams.add(stream.stream_id)
         self._metrics.connected.set(sum(len(c.streams) for c in self._connections.values()))
         return key
@@ -63,6 +77,8 @@ class DiscoveryService:
             if not connection.streams:
                 del self._connections[stream.cache_key]
                 self.cache.delete(stream.cache_key)
+                if connection.registration is not None and self._registrations is not None:
+                    self._registrations.disconnect(stream.cache_key, connection.registration)
         self._metrics.connected.set(sum(len(c.streams) for c in self._connections.values()))
 
     def on_response_sent(

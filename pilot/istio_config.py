@@ -4,16 +4,20 @@ VirtualServices, DestinationRules, Gateways and Sidecars, validated by `meshconf
 immutable set with the lookups translation needs resolved the way Istio resolves them: which
 VirtualServices a proxy sees (exportTo, the gateways they bind to), which DestinationRule
 applies to a host from a namespace (the client's namespace first, then the host's, then the
-root namespace), and how a short host name in a resource becomes a fully qualified one.
+root namespace), which Sidecar applies to a workload (one selecting its labels in its
+namespace, then its namespace's Sidecar without selector, then the root namespace's), and how
+a short host name in a resource becomes a fully qualified one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from meshconfig import Resource
+from meshconfig.networking.sidecar import Sidecar
 from pilot.model import CLUSTER_DOMAIN
 
 NETWORKING = "networking.istio.io"
@@ -27,6 +31,31 @@ def qualify(host: str, namespace: str) -> str:
     if host == "*" or host.startswith("*.") or "." in host:
         return host
     return f"{host}.{namespace}.svc.{CLUSTER_DOMAIN}"
+
+
+def hosts_match(first: str, second: str) -> bool:
+    """istio's `host.Name.Matches`: equal names, or a `*.suffix` wildcard covering the other."""
+    first_wild, second_wild = first.startswith("*"), second.startswith("*")
+    if first_wild and second_wild:
+        shorter, longer = sorted((first[1:], second[1:]), key=len)
+        return longer.endswith(shorter)
+    if first_wild:
+        return second.endswith(first[1:])
+    if second_wild:
+        return first.endswith(second[1:])
+    return first == second
+
+
+def host_subset_of(host: str, pattern: str) -> bool:
+    """istio's `host.Name.SubsetOf`: every name `host` covers is covered by `pattern`."""
+    if pattern.startswith("*"):
+        return host.removeprefix("*").endswith(pattern[1:])
+    return not host.startswith("*") and host == pattern
+
+
+def config_key(resource: Resource) -> str:
+    """`<namespace>/<name>`, how a proxy view names the Sidecar that scopes it."""
+    return f"{resource.metadata.namespace}/{resource.metadata.name}"
 
 
 def _exported_to(resource: Resource, namespace: str) -> bool:
@@ -52,6 +81,18 @@ class IstioConfig:
     destination_rules: tuple[Resource, ...] = ()
     gateways: tuple[Resource, ...] = ()
     sidecars: tuple[Resource, ...] = ()
+    # Sidecars by namespace (in key order) and by `config_key`: every proxy looks its one up.
+    _sidecars_in: Mapping[str, tuple[Resource, ...]] = field(init=False, compare=False)
+    _sidecar_by_key: Mapping[str, Resource] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        grouped: dict[str, list[Resource]] = {}
+        for sidecar in self.sidecars:
+            grouped.setdefault(sidecar.metadata.namespace, []).append(sidecar)
+        in_namespace = {namespace: tuple(found) for namespace, found in grouped.items()}
+        object.__setattr__(self, "_sidecars_in", MappingProxyType(in_namespace))
+        by_key = {config_key(sidecar): sidecar for sidecar in self.sidecars}
+        object.__setattr__(self, "_sidecar_by_key", MappingProxyType(by_key))
 
     @classmethod
     def from_resources(cls, resources: Iterable[Resource]) -> IstioConfig:
@@ -99,6 +140,29 @@ class IstioConfig:
                 return best[1]
         return None
 
+    def sidecar_for(self, namespace: str, labels: Mapping[str, str]) -> Resource | None:
+        """The Sidecar that applies to a workload with `labels` in `namespace`, or None.
+
+        Istio's choice: a Sidecar of the namespace whose workloadSelector the labels satisfy,
+        else the namespace's Sidecar without selector, else the root namespace's Sidecar
+        without selector; the first by key (istiod: the oldest) where several qualify.
+        """
+        own = self._sidecars_in.get(namespace, ())
+        for sidecar in own:
+            selector = _sidecar_spec(sidecar).workload_selector
+            if selector is not None:
+                wanted = selector.labels or {}
+                if all(labels.get(key) == value for key, value in wanted.items()):
+                    return sidecar
+        for sidecar in (*own, *self._sidecars_in.get(ROOT_NAMESPACE, ())):
+            if _sidecar_spec(sidecar).workload_selector is None:
+                return sidecar
+        return None
+
+    def sidecar(self, key: str) -> Resource | None:
+        """The Sidecar named by `config_key`."""
+        return self._sidecar_by_key.get(key)
+
     def gateway(self, namespaced_name: str) -> Resource | None:
         namespace, _, name = namespaced_name.partition("/")
         for gateway in self.gateways:
@@ -109,6 +173,12 @@ class IstioConfig:
 
 def _spec(resource: Resource) -> dict[str, Any]:
     return resource.spec_dict()
+
+
+def _sidecar_spec(resource: Resource) -> Sidecar:
+    spec = resource.spec
+    assert isinstance(spec, Sidecar), resource.label
+    return spec
 
 
 def _host_namespace(hostname: str) -> str:

@@ -227,12 +227,15 @@ class ProxyView:
     (push context, view). Inbound clusters and listeners, and the listeners bound to the
     proxy's own address, are per proxy: they depend on its IP and the instances it backs.
     A router's labels pick the Gateways it serves, so they are part of its view (sorted
-    pairs); a sidecar's view has none, so all sidecars of a namespace share one view.
+    pairs). A sidecar's labels matter only through the Sidecar resource they select, so its
+    view holds that Sidecar's `<namespace>/<name>` instead (empty when none applies): all
+    sidecars of a namespace under the same Sidecar share one view.
     """
 
     type: NodeType
     namespace: str
     labels: tuple[tuple[str, str], ...] = ()
+    sidecar: str = ""
 
 
 _METADATA_STRING_KEYS: Final = (
@@ -243,7 +246,11 @@ _METADATA_STRING_KEYS: Final = (
     "APP_ADDRESS",
     "NAME",
     "CLUSTER_ID",
+    "GENERATOR",
 )
+
+GRPC_GENERATOR: Final = "grpc"
+"""Node metadata GENERATOR of Istio's proxyless gRPC clients (`generators.grpc_proxyless`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,12 +271,19 @@ class Proxy:
     app_address: str = DEFAULT_APP_ADDRESS
     name: str = ""
     cluster_id: str = ""
+    generator: str = ""  # metadata GENERATOR: which config generator serves the node
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", frozen_map(self.labels))
 
     @property
+    def proxyless_grpc(self) -> bool:
+        """A gRPC application's own xDS client (Istio's `GENERATOR: grpc`), not an Envoy."""
+        return self.generator == GRPC_GENERATOR
+
+    @property
     def view(self) -> ProxyView:
+        """The view without a Sidecar; `PushContext.view_for` adds the one that applies."""
         if self.type is NodeType.ROUTER:
             return ProxyView(self.type, self.namespace, tuple(sorted(self.labels.items())))
         return ProxyView(self.type, self.namespace)
@@ -319,6 +333,7 @@ class Proxy:
             app_address=meta.app_address(),
             name=meta.strings.get("NAME", ""),
             cluster_id=meta.strings.get("CLUSTER_ID", ""),
+            generator=meta.strings.get("GENERATOR", ""),
         )
 
 

@@ -4,20 +4,24 @@ Pilot builds one `PushContext` per debounced registry change and generates all p
 configuration from it. Everything a generator asks for is resolved once, at build time (which
 workloads a selector picks, which port an endpoint listens on, which services a proxy's own
 workload backs), so generating for a thousand proxies never repeats that work, and a push
-in flight keeps a consistent view while the next context is being built.
+in flight keeps a consistent view while the next context is being built. Sidecar scopes are
+the exception: computed on first use per (namespace, Sidecar), since only the namespaces of
+connected proxies need one, and memoized for the life of the context.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from pilot.istio_config import IstioConfig
+from pilot.istio_config import IstioConfig, config_key
 from pilot.model import (
     Endpoint,
+    NodeType,
     Proxy,
+    ProxyView,
     Resolution,
     Service,
     ServiceInstance,
@@ -25,6 +29,7 @@ from pilot.model import (
     is_ip,
 )
 from pilot.registry import RegistrySnapshot
+from pilot.sidecar_scope import SidecarScope
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +42,7 @@ class PushContext:
     _by_hostname: Mapping[str, Service]
     _endpoints: Mapping[tuple[str, int], tuple[Endpoint, ...]]
     _instances_by_address: Mapping[str, tuple[ServiceInstance, ...]]
+    _scopes: dict[tuple[str, str], SidecarScope] = field(default_factory=dict, compare=False)
 
     @classmethod
     def build(
@@ -72,12 +78,30 @@ class PushContext:
     def service(self, hostname: str) -> Service | None:
         return self._by_hostname.get(hostname)
 
-    def services_for(self, namespace: str) -> tuple[Service, ...]:
-        """The services a proxy in `namespace` may reach, sorted by hostname.
+    def view_for(self, proxy: Proxy) -> ProxyView:
+        """The proxy's view with the Sidecar that applies to it (sidecars only: gateways see
+        every service, as in Istio)."""
+        view = proxy.view
+        if proxy.type is NodeType.SIDECAR:
+            sidecar = self.config.sidecar_for(proxy.namespace, proxy.labels)
+            if sidecar is not None:
+                return replace(view, sidecar=config_key(sidecar))
+        return view
 
-        All of them for now; Sidecar resources and `exportTo` will narrow this per namespace.
-        """
-        return self.services
+    def scope(self, view: ProxyView) -> SidecarScope:
+        """What the view's Sidecar (or the absence of one) lets it see, computed once."""
+        key = (view.namespace, view.sidecar)
+        found = self._scopes.get(key)
+        if found is None:
+            sidecar = self.config.sidecar(view.sidecar) if view.sidecar else None
+            found = SidecarScope.build(self.services, self.config, view.namespace, sidecar)
+            self._scopes[key] = found
+        return found
+
+    def services_for(self, view: ProxyView) -> tuple[Service, ...]:
+        """The services the view's proxies may reach, sorted by hostname, with only the ports
+        their Sidecar imports."""
+        return self.scope(view).services
 
     def endpoints(self, hostname: str, port: int) -> tuple[Endpoint, ...]:
         """The ready endpoints of a service port, sorted; empty for an unknown service or port."""

@@ -4,6 +4,11 @@
 run as tasks of its TaskGroup-like set, the gRPC and monitoring servers are started and
 stopped with it. It runs alone (`python -m pilot`) or inside another process (the local mesh,
 tests) through `async with Pilot(options)`.
+
+The registry pilot serves is its configured one plus the WorkloadEntries of auto-registered
+proxies (`AutoRegistration`). Both kinds of change go through the debouncer; at push time the
+registry is rebuilt once and compared with the one last pushed, which decides between a full
+and an EDS-only push.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pilot.discovery import DiscoveryService
 from pilot.metrics import PilotMetrics
 from pilot.push_context import PushContext
 from pilot.registry import RegistrySnapshot
+from pilot.registry.autoregister import DEFAULT_GRACE_PERIOD, AutoRegistration
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,9 @@ class PilotOptions:
     debounce_max: float = 1.0
     send_timeout: float = 10.0
     max_request_bytes: int = 1024 * 1024
+    # How long an auto-registered WorkloadEntry outlives its proxy's last stream (Istio's
+    # PILOT_WORKLOAD_ENTRY_GRACE_PERIOD).
+    workload_entry_grace_period: float = DEFAULT_GRACE_PERIOD
 
 
 class Pilot(Service):
@@ -65,7 +74,13 @@ class Pilot(Service):
             self._input = PilotInput()
         else:
             raise ValueError("pilot needs a config directory or a galley address")
-        self.discovery = DiscoveryService(self._context(self._input), self.metrics)
+        self.registrations = AutoRegistration(
+            options.workload_entry_grace_period, self._on_registration
+        )
+        self._registry = self.registrations.registry(self._input.registry)
+        self.discovery = DiscoveryService(
+            self._context(self._registry, self._input), self.metrics, self.registrations
+        )
         self.xds = XdsServer(
             self.discovery.cache,
             self.discovery,
@@ -85,6 +100,7 @@ class Pilot(Service):
         )
         self.monitoring.add_get("/debug/syncz", self._syncz)
         self.monitoring.add_get("/debug/config_dump", self._config_dump)
+        self.monitoring.add_get("/debug/registryz", self._registryz)
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -115,6 +131,7 @@ class Pilot(Service):
         if self._grpc is not None:
             await self._grpc.stop(grace=1.0)
             self._grpc = None
+        self.registrations.close()
         await self.monitoring.stop()
 
     @property
@@ -122,11 +139,9 @@ class Pilot(Service):
         """Why the config directory's current content was rejected; empty when it is in force."""
         return self._config.last_error
 
-    def _context(self, update: PilotInput) -> PushContext:
-        self.metrics.services.set(len(update.registry.services))
-        return PushContext.build(
-            update.registry, version=str(next(self._versions)), config=update.istio
-        )
+    def _context(self, registry: RegistrySnapshot, update: PilotInput) -> PushContext:
+        self.metrics.services.set(len(registry.services))
+        return PushContext.build(registry, version=str(next(self._versions)), config=update.istio)
 
     def _on_input(self, update: PilotInput) -> None:
         previous, self._input = self._input, update
@@ -135,10 +150,17 @@ class Pilot(Service):
         if update.istio != previous.istio:
             self._debouncer.submit(PushRequest(full=True, reason="config"))
         else:
-            self._debouncer.submit(classify_change(previous.registry, update.registry))
+            self._debouncer.submit(PushRequest(full=False, reason="registry"))
+
+    def _on_registration(self) -> None:
+        self._debouncer.submit(PushRequest(full=False, reason="autoregistration"))
 
     async def _push(self, request: PushRequest) -> None:
-        await self.discovery.push(request, self._context(self._input))
+        registry = self.registrations.registry(self._input.registry)
+        if not request.full:
+            request = request.merge(classify_change(self._registry, registry))
+        self._registry = registry
+        await self.discovery.push(request, self._context(registry, self._input))
 
     def _ready(self) -> bool:
         config_ready = not isinstance(self._config, GalleyConfig) or self._config.ready
@@ -146,6 +168,10 @@ class Pilot(Service):
 
     async def _syncz(self, request: web.Request) -> web.Response:
         return web.json_response(debug.syncz(self.xds.streams.values()))
+
+    async def _registryz(self, request: web.Request) -> web.Response:
+        registrations = self.registrations.describe()
+        return web.json_response(debug.registryz(self._registry, registrations))
 
     async def _config_dump(self, request: web.Request) -> web.Response:
         wanted = request.query.get("proxyID", "")

@@ -1,14 +1,18 @@
 """From (push context, proxy) to the `Snapshot` a proxy is served, without repeating work.
 
 Generation is per proxy *view*, not per proxy: the outbound side (clusters, routes, listeners,
-endpoints) depends only on `Proxy.view()`, so proxies with equal views share one generated and
-serialized result for the life of a push context. Only the small per-proxy part (inbound
+endpoints) depends only on `PushContext.view_for(proxy)` (type, namespace, the Sidecar that
+applies), so proxies with equal views share one generated and serialized result for the life
+of a push context. Only the small per-proxy part (inbound
 clusters, listeners bound to the proxy's own address) is built for each proxy. An endpoints-
 only change regenerates just the affected ClusterLoadAssignments, once for all proxies.
 
 Routers (gateways) share clusters and endpoints the same way; their route configs come from
 the Gateways their labels select (`gateway_routes`), and their listeners are translated once
 per view (`gateways`) and only copied onto each router's own address.
+
+Proxyless gRPC clients get config of their own (`grpc_proxyless`), also per view; their
+endpoints are the sidecars' and are updated the same way.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pilot.generators import (
     endpoints,
     gateway_routes,
     gateways,
+    grpc_proxyless,
     listeners,
     names,
     routes,
@@ -57,9 +62,12 @@ class SnapshotGenerator:
         # Keyed by name, and for subset clusters by view too (the view picks the rule that
         # defines the subset); other clusters' assignments are shared by every view.
         self._load_assignments: dict[tuple[str, ProxyView | None], Resource | None] = {}
+        self._grpc = grpc_proxyless.GrpcSnapshots()
 
     def full(self, ctx: PushContext, proxy: Proxy) -> Snapshot:
-        shared = self._view(ctx, proxy.view)
+        if proxy.proxyless_grpc:
+            return self._grpc.snapshot(ctx, ctx.view_for(proxy))
+        shared = self._view(ctx, ctx.view_for(proxy))
         own_clusters = _resources(clusters.inbound_clusters(ctx, proxy))
         own_listeners = _resources(
             (
@@ -92,7 +100,7 @@ class SnapshotGenerator:
             parsed = names.parse_outbound_cluster(name)
             if parsed is None or parsed.hostname not in hostnames:
                 continue
-            fresh = self._load_assignment(ctx, name, proxy.view, bool(parsed.subset))
+            fresh = self._load_assignment(ctx, name, ctx.view_for(proxy), bool(parsed.subset))
             if fresh is None:
                 del updated[name]
                 changed = True

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Final
 
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2
 from envoy.extensions.upstreams.http.v3.http_protocol_options_pb2 import HttpProtocolOptions
 from google.protobuf import struct_pb2
 
@@ -23,6 +24,7 @@ from pilot.generators.endpoints import cluster_load_assignment, subset_endpoints
 from pilot.generators.inbound import inbound_ports
 from pilot.generators.proto import ads, pack, seconds
 from pilot.generators.traffic_policy import AppliedRule, Upstream
+from pilot.generators.virtual_services import destination_cluster
 from pilot.model import Endpoint, Proxy, ProxyView, Resolution, Service, ServicePort
 from pilot.push_context import PushContext
 
@@ -37,7 +39,7 @@ def outbound_clusters(ctx: PushContext, view: ProxyView) -> list[cluster_pb2.Clu
     of the DestinationRule that applies, plus the BlackHoleCluster and PassthroughCluster,
     sorted by name."""
     clusters = [blackhole_cluster(), passthrough_cluster()]
-    for service in ctx.services_for(view.namespace):
+    for service in ctx.services_for(view):
         rule = traffic_policy.destination_rule(ctx, service.hostname, view.namespace)
         subsets: tuple[Subset | None, ...] = (None,)
         identities: tuple[str, ...] = ()
@@ -53,18 +55,35 @@ def outbound_clusters(ctx: PushContext, view: ProxyView) -> list[cluster_pb2.Clu
 
 
 def inbound_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster]:
-    """`inbound|<port>||` to APP_ADDRESS:<port> for each port the proxy's workload serves."""
+    """`inbound|<port>||` for each port the proxy's workload serves, to where the application
+    listens for it (APP_ADDRESS:<port> unless a Sidecar ingress listener says otherwise)."""
     clusters = []
     for inbound in inbound_ports(ctx, proxy):
         name = names.inbound_cluster(inbound.port)
         cluster = _base(name)
         cluster.type = Cluster.STATIC
-        cluster.load_assignment.CopyFrom(
-            cluster_load_assignment(name, [Endpoint(proxy.app_address, inbound.port)])
+        assignment = cluster_load_assignment(
+            name, [Endpoint(inbound.app_address, inbound.app_port)]
         )
+        if inbound.app_socket:  # the one endpoint is a Unix socket instead
+            assignment.endpoints[0].lb_endpoints[0].endpoint.address.CopyFrom(
+                address_pb2.Address(pipe=address_pb2.Pipe(path=inbound.app_socket))
+            )
+        cluster.load_assignment.CopyFrom(assignment)
         _set_http_options(cluster, traffic_policy.connection_pool(cluster, None, inbound.protocol))
         clusters.append(cluster)
     return clusters
+
+
+def catch_all_cluster(ctx: PushContext, view: ProxyView) -> str:
+    """Where the view's proxies send what no service claims: BlackHoleCluster under
+    REGISTRY_ONLY, else the Sidecar's egress proxy, else PassthroughCluster (ALLOW_ANY)."""
+    scope = ctx.scope(view)
+    if scope.registry_only:
+        return names.BLACKHOLE_CLUSTER
+    if scope.egress_proxy is not None:
+        return destination_cluster(ctx, scope.egress_proxy, view.namespace, 0)
+    return names.PASSTHROUGH_CLUSTER
 
 
 def blackhole_cluster() -> cluster_pb2.Cluster:

@@ -55,7 +55,7 @@ def load_assignments(ctx: PushContext, view: ProxyView) -> list[endpoint_pb2.Clu
     """One assignment for every EDS cluster `outbound_clusters` gives the view, subsets
     included, even if empty (an EDS cluster stays warming until it receives its assignment)."""
     assignments = []
-    for service in ctx.services_for(view.namespace):
+    for service in ctx.services_for(view):
         if service.resolution is not Resolution.STATIC:
             continue
         rule = traffic_policy.destination_rule(ctx, service.hostname, view.namespace)

@@ -5,12 +5,15 @@ never bind: `virtualOutbound` accepts captured traffic and hands each connection
 matching its original destination. They depend only on the view, so proxies share them. The
 filter chains of TCP and TLS listeners follow VirtualService tcp/tls routes (`tcp_routes`); a
 listener whose chains all match on SNI or destination prefixes passes other connections
-through (Istio's fallthrough chain) and inspects TLS to read SNI.
+through (Istio's fallthrough chain) and inspects TLS to read SNI. Services come from the
+view's Sidecar scope; unknown destinations (those fallthrough chains and `virtualOutbound`'s
+default chain) pass through, or go to BlackHoleCluster under REGISTRY_ONLY.
 
 The listeners of one proxy bind its own address: `virtualOutbound` (15001), `virtualInbound`
 (15006, one filter chain per inbound port), and, without traffic capture
-(INTERCEPTION_MODE=NONE, the local mesh), one `<ip>_<port>` listener per inbound port plus the
-explicit HTTP proxy listener on HTTP_PROXY_PORT that applications use as HTTP_PROXY.
+(INTERCEPTION_MODE=NONE, the local mesh), one `<ip>_<port>` listener per inbound port (a
+Sidecar ingress listener's `bind` address instead of the IP) plus the explicit HTTP proxy
+listener on HTTP_PROXY_PORT that applications use as HTTP_PROXY.
 Routers (gateways) get none of these: their listeners come from Gateway resources (`gateways`).
 """
 
@@ -25,6 +28,7 @@ from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from google.protobuf import wrappers_pb2
 
 from pilot.generators import names, tcp_routes
+from pilot.generators.clusters import catch_all_cluster
 from pilot.generators.filters import http_connection_manager, tcp_proxy
 from pilot.generators.inbound import InboundPort, inbound_ports
 from pilot.generators.proto import pack, socket_address
@@ -50,14 +54,15 @@ def outbound_listeners(ctx: PushContext, view: ProxyView) -> list[listener_pb2.L
     a TLS listener, which all TLS services claiming it share by SNI."""
     if view.type is not NodeType.SIDECAR:
         return []
-    services = ctx.services_for(view.namespace)
+    services = ctx.services_for(view)
+    unknown = catch_all_cluster(ctx, view)
     listeners: dict[str, listener_pb2.Listener] = {}
     http_ports = {p.number for s in services for p in s.ports if p.protocol.is_http}
     for number in sorted(http_ports):
         name = names.listener(names.WILDCARD_ADDRESS, number)
         manager = http_connection_manager(f"outbound_{name}", rds=str(number))
         chain = FilterChain(filters=[manager])
-        listeners[name] = _unbound(name, names.WILDCARD_ADDRESS, number, [chain])
+        listeners[name] = _unbound(name, names.WILDCARD_ADDRESS, number, [chain], unknown)
     claims: dict[tuple[str, int], list[tuple[Service, ServicePort]]] = {}
     for service in services:
         for port in service.ports:
@@ -66,13 +71,13 @@ def outbound_listeners(ctx: PushContext, view: ProxyView) -> list[listener_pb2.L
             for address in service.vips or (names.WILDCARD_ADDRESS,):
                 if names.listener(address, port.number) not in listeners:
                     claims.setdefault((address, port.number), []).append((service, port))
-    virtual_services = mesh_virtual_services(ctx, view.namespace)
+    virtual_services = mesh_virtual_services(ctx, view)
     for (address, number), claimants in claims.items():
         chains = tcp_routes.outbound_chains(
             ctx, view.namespace, virtual_services, claimants, address
         )
         name = names.listener(address, number)
-        listeners[name] = _unbound(name, address, number, chains)
+        listeners[name] = _unbound(name, address, number, chains, unknown)
     return [listeners[name] for name in sorted(listeners)]
 
 
@@ -81,12 +86,13 @@ def proxy_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listene
     if proxy.type is not NodeType.SIDECAR:
         return []
     ports = inbound_ports(ctx, proxy)
-    listeners = [_virtual_outbound(proxy), _virtual_inbound(proxy, ports)]
+    unknown = catch_all_cluster(ctx, ctx.view_for(proxy))
+    listeners = [_virtual_outbound(proxy, unknown), _virtual_inbound(proxy, ports)]
     if proxy.interception_mode is InterceptionMode.NONE:
         listeners += [
             Listener(
-                name=names.listener(proxy.ip, inbound.port),
-                address=socket_address(proxy.ip, inbound.port),
+                name=names.listener(inbound.bind, inbound.port),
+                address=socket_address(inbound.bind, inbound.port),
                 traffic_direction=INBOUND,
                 filter_chains=[FilterChain(filters=[_inbound_filter(inbound)])],
             )
@@ -98,9 +104,14 @@ def proxy_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listene
 
 
 def _unbound(
-    name: str, address: str, port: int, chains: list[listener_components_pb2.FilterChain]
+    name: str,
+    address: str,
+    port: int,
+    chains: list[listener_components_pb2.FilterChain],
+    unknown: str,
 ) -> listener_pb2.Listener:
-    """An outbound listener that only receives connections `virtualOutbound` hands over."""
+    """An outbound listener that only receives connections `virtualOutbound` hands over;
+    what none of its chains matches goes to `unknown` (`catch_all_cluster`)."""
     listener = Listener(
         name=name,
         address=socket_address(address, port),
@@ -113,21 +124,23 @@ def _unbound(
             name=TLS_INSPECTOR_FILTER, typed_config=pack(tls_inspector_pb2.TlsInspector())
         )
     if all(chain.HasField("filter_chain_match") for chain in chains):
-        listener.default_filter_chain.CopyFrom(_passthrough_chain())
+        listener.default_filter_chain.CopyFrom(_catch_all_chain(unknown))
     return listener
 
 
-def _passthrough_chain() -> listener_components_pb2.FilterChain:
-    return FilterChain(name=PASSTHROUGH_CHAIN, filters=[tcp_proxy(names.PASSTHROUGH_CLUSTER)])
+def _catch_all_chain(cluster: str) -> listener_components_pb2.FilterChain:
+    """Istio's chain for unknown destinations, named for passing through whatever `cluster`
+    it really goes to (BlackHoleCluster under REGISTRY_ONLY)."""
+    return FilterChain(name=PASSTHROUGH_CHAIN, filters=[tcp_proxy(cluster)])
 
 
-def _virtual_outbound(proxy: Proxy) -> listener_pb2.Listener:
+def _virtual_outbound(proxy: Proxy, unknown: str) -> listener_pb2.Listener:
     return Listener(
         name=names.VIRTUAL_OUTBOUND,
         address=socket_address(proxy.ip, names.VIRTUAL_OUTBOUND_PORT),
         use_original_dst=wrappers_pb2.BoolValue(value=True),
         traffic_direction=OUTBOUND,
-        default_filter_chain=_passthrough_chain(),
+        default_filter_chain=_catch_all_chain(unknown),
     )
 
 

@@ -3,9 +3,15 @@
 A request reaches `0.0.0.0_<port>` and is routed by its Host header through the route config
 named `"<port>"`: one virtual host per service on that port (named `<fqdn>:<port>`, as Istio),
 answering to every name a client may use for it (FQDN, short forms, VIPs, each with and without
-the port), and Istio's `allow_any` host passing anything else through. The `http_proxy` config
-serves applications that use the sidecar as HTTP_PROXY: absolute-URI requests carry
-`host:port`, so every service port is there under its `:<port>` names.
+the port), and Istio's `allow_any` host passing anything else through, or under the Sidecar's
+REGISTRY_ONLY policy its `block_all` host answering 502. The `http_proxy` config serves
+applications that use the sidecar as HTTP_PROXY: absolute-URI requests carry `host:port`, so
+every service port is there under its `:<port>` names. It has the same last virtual host,
+except that it does not pass through to PassthroughCluster: that needs traffic capture (an
+explicit proxy's connections are addressed to the proxy itself, so the original destination is
+the proxy).
+
+The services and VirtualServices are those of the view's Sidecar scope (`sidecar_scope`).
 
 A service port's routes are those of the VirtualService that routes the service
 (`virtual_services.http_owner`) translated for that port, or the default route when there is
@@ -31,6 +37,7 @@ from envoy.config.route.v3.route_components_pb2 import Route, VirtualHost
 from google.protobuf import wrappers_pb2
 
 from pilot.generators import names
+from pilot.generators.clusters import catch_all_cluster
 from pilot.generators.http_routes import (
     DEFAULT_ROUTE,
     NO_TIMEOUT,
@@ -40,14 +47,16 @@ from pilot.generators.http_routes import (
 )
 from pilot.generators.virtual_services import (
     BoundVirtualService,
-    hosts_match,
     http_owner,
     mesh_virtual_services,
 )
+from pilot.istio_config import hosts_match
 from pilot.model import CLUSTER_DOMAIN, NodeType, ProxyView, Service
 from pilot.push_context import PushContext
 
 ALLOW_ANY: Final = "allow_any"
+BLOCK_ALL: Final = "block_all"
+BLOCKED_STATUS: Final = 502
 DEFAULT_HTTP_PORT: Final = 80
 # Istio's limit for direct response bodies (its validation allows up to 1 MB; Envoy's default
 # is 4 KB).
@@ -78,15 +87,18 @@ def outbound_routes(ctx: PushContext, view: ProxyView) -> list[route_pb2.RouteCo
     for host in hosts:
         by_number[host.port].append(host)
     service_ports = sorted(
-        {p.number for s in ctx.services_for(view.namespace) for p in s.ports if p.protocol.is_http}
+        {p.number for s in ctx.services_for(view) for p in s.ports if p.protocol.is_http}
     )
+    unknown = catch_all_cluster(ctx, view)
+    catch_all = _catch_all(unknown)
     configs = [
-        _config(str(number), _virtual_hosts(by_number[number], proxy_form=False), allow_any=True)
+        _config(str(number), [*_virtual_hosts(by_number[number], proxy_form=False), catch_all])
         for number in service_ports
     ]
-    configs.append(
-        _config(names.HTTP_PROXY_ROUTE, _virtual_hosts(hosts, proxy_form=True), allow_any=False)
-    )
+    proxy_hosts = _virtual_hosts(hosts, proxy_form=True)
+    if unknown != names.PASSTHROUGH_CLUSTER:
+        proxy_hosts.append(catch_all)
+    configs.append(_config(names.HTTP_PROXY_ROUTE, proxy_hosts))
     return configs
 
 
@@ -117,8 +129,8 @@ class _Planner:
     def __init__(self, ctx: PushContext, view: ProxyView) -> None:
         self.ctx = ctx
         self.view = view
-        self.services = ctx.services_for(view.namespace)
-        self.virtual_services = mesh_virtual_services(ctx, view.namespace)
+        self.services = ctx.services_for(view)
+        self.virtual_services = mesh_virtual_services(ctx, view)
         self.owners = {
             s.hostname: http_owner(s.hostname, self.virtual_services) for s in self.services
         }
@@ -216,27 +228,22 @@ def _virtual_hosts(hosts: Iterable[_Host], *, proxy_form: bool) -> list[VirtualH
     return [vh for _, vh in sorted(virtual_hosts, key=lambda item: item[0])]
 
 
-def _config(
-    name: str, virtual_hosts: list[VirtualHost], *, allow_any: bool
-) -> route_pb2.RouteConfiguration:
-    if allow_any:
-        action = route_components_pb2.RouteAction(
-            cluster=names.PASSTHROUGH_CLUSTER, timeout=NO_TIMEOUT
-        )
-        action.max_grpc_timeout.CopyFrom(NO_TIMEOUT)
-        virtual_hosts.append(
-            VirtualHost(
-                name=ALLOW_ANY,
-                domains=["*"],
-                routes=[
-                    Route(
-                        name=ALLOW_ANY,
-                        match=route_components_pb2.RouteMatch(prefix="/"),
-                        route=action,
-                    )
-                ],
-            )
-        )
+def _catch_all(cluster: str) -> VirtualHost:
+    """Istio's last virtual host, for hosts no service claims: `allow_any` passes them on
+    to `cluster` (PassthroughCluster or the Sidecar's egress proxy), `block_all` answers 502
+    (REGISTRY_ONLY)."""
+    match = route_components_pb2.RouteMatch(prefix="/")
+    if cluster == names.BLACKHOLE_CLUSTER:
+        blocked = route_components_pb2.DirectResponseAction(status=BLOCKED_STATUS)
+        route = Route(name=BLOCK_ALL, match=match, direct_response=blocked)
+        return VirtualHost(name=BLOCK_ALL, domains=["*"], routes=[route])
+    action = route_components_pb2.RouteAction(cluster=cluster, timeout=NO_TIMEOUT)
+    action.max_grpc_timeout.CopyFrom(NO_TIMEOUT)
+    route = Route(name=ALLOW_ANY, match=match, route=action)
+    return VirtualHost(name=ALLOW_ANY, domains=["*"], routes=[route])
+
+
+def _config(name: str, virtual_hosts: list[VirtualHost]) -> route_pb2.RouteConfiguration:
     return route_pb2.RouteConfiguration(
         name=name,
         virtual_hosts=virtual_hosts,

@@ -4,8 +4,8 @@ HTTP routes (RDS) and TCP/TLS routes (outbound listeners) resolve VirtualService
 so the rules live here once, as istiod applies them to sidecars:
 
 - a sidecar sees the VirtualServices exported to its namespace and bound to the `mesh` gateway
-  (`IstioConfig.virtual_services_for`), oldest first; we have no creation time, so "oldest" is
-  the resource key order (namespace, name);
+  (`IstioConfig.virtual_services_for`) that its Sidecar scope admits (`sidecar_scope`), oldest
+  first; we have no creation time, so "oldest" is the resource key order (namespace, name);
 - hosts and destination hosts are qualified relative to the VirtualService's namespace;
 - for HTTP exactly one VirtualService routes a service: a VirtualService naming the service
   exactly beats any wildcard, the longest wildcard beats shorter ones, and among equals the first
@@ -23,7 +23,8 @@ from meshconfig import Resource
 from meshconfig.networking.common import Destination
 from meshconfig.networking.virtual_service import VirtualService
 from pilot.generators import names
-from pilot.istio_config import MESH_GATEWAY, qualify
+from pilot.istio_config import hosts_match, qualify
+from pilot.model import ProxyView
 from pilot.push_context import PushContext
 
 
@@ -63,25 +64,10 @@ class BoundVirtualService:
         return any(hosts_match(host, hostname) for host in self.hosts)
 
 
-def mesh_virtual_services(ctx: PushContext, namespace: str) -> tuple[BoundVirtualService, ...]:
-    """The VirtualServices applying to sidecars in `namespace`, in precedence order."""
-    return tuple(
-        BoundVirtualService.of(vs)
-        for vs in ctx.config.virtual_services_for(namespace, MESH_GATEWAY)
-    )
-
-
-def hosts_match(first: str, second: str) -> bool:
-    """istio's `host.Name.Matches`: equal names, or a `*.suffix` wildcard covering the other."""
-    first_wild, second_wild = first.startswith("*"), second.startswith("*")
-    if first_wild and second_wild:
-        shorter, longer = sorted((first[1:], second[1:]), key=len)
-        return longer.endswith(shorter)
-    if first_wild:
-        return second.endswith(first[1:])
-    if second_wild:
-        return first.endswith(second[1:])
-    return first == second
+def mesh_virtual_services(ctx: PushContext, view: ProxyView) -> tuple[BoundVirtualService, ...]:
+    """The VirtualServices applying to the view's sidecars (those exported to its namespace,
+    bound to the mesh and admitted by its Sidecar scope), in precedence order."""
+    return tuple(BoundVirtualService.of(vs) for vs in ctx.scope(view).virtual_services)
 
 
 def http_owner(

@@ -3,10 +3,12 @@ Services, EndpointSlices and Pods (`pilot.registry.kubernetes`) -> the service m
 
 `SnapshotBuilder` accepts them from any source (`pilot.config_files` reads a directory,
 `pilot.config_galley` consumes galley) and merges the two registries by hostname. Both sources
-produce an immutable `RegistrySnapshot`, from which pilot builds a push context.
+produce an immutable `RegistrySnapshot`, from which pilot builds a push context, after adding
+the WorkloadEntries that connected proxies registered through their WorkloadGroup
+(`pilot.registry.autoregister`).
 """
 
 from pilot.registry.errors import ConfigError, Source
-from pilot.registry.snapshot import RegistrySnapshot, SnapshotBuilder
+from pilot.registry.snapshot import GroupConfig, RegistrySnapshot, SnapshotBuilder
 
-__all__ = ["ConfigError", "RegistrySnapshot", "SnapshotBuilder", "Source"]
+__all__ = ["ConfigError", "GroupConfig", "RegistrySnapshot", "SnapshotBuilder", "Source"]

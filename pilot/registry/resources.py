@@ -1,7 +1,7 @@
 """The registry from validated `meshconfig` resources, whether read from a directory or galley.
 
-ServiceEntries and WorkloadEntries, and the Kubernetes Services, EndpointSlices, Endpoints and
-Pods, whichever are present: a mesh without Kubernetes simply has none of the latter.
+ServiceEntries, WorkloadEntries and WorkloadGroups, and the Kubernetes Services, EndpointSlices,
+Endpoints and Pods, whichever are present: a mesh without Kubernetes simply has none of the latter.
 
 The resources' specs are already checked as Istio would check them; the registry still applies
 its own rules (the same host declared twice, for example) through the shared `SnapshotBuilder`,
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from meshconfig import Resource
 from meshconfig.networking.service_entry import ServiceEntry
-from meshconfig.networking.workload_entry import WorkloadEntry
+from meshconfig.networking.workload_entry import WorkloadEntry, WorkloadGroup
 from pilot.registry import kubernetes
 from pilot.registry.errors import Source
 from pilot.registry.snapshot import RegistrySnapshot, SnapshotBuilder
@@ -26,7 +26,7 @@ def from_resources(resources: Iterable[Resource]) -> RegistrySnapshot:
     kube: list[Resource] = []
     for resource in sorted(resources, key=lambda r: r.key):
         spec = resource.spec
-        if isinstance(spec, ServiceEntry | WorkloadEntry):
+        if isinstance(spec, ServiceEntry | WorkloadEntry | WorkloadGroup):
             meta = resource.metadata
             source = Source(
                 resource.source or "galley", resource.kind.kind, meta.namespace, meta.name

@@ -12,6 +12,9 @@ resolves such duplicates by preferring the Kubernetes Service, so that nobody ca
 Service's name with a ServiceEntry (istio/istio#32966; among ServiceEntries it keeps the oldest,
 which this mesh refuses instead, as it cannot tell their age). Pods join the WorkloadEntries as
 workloads, so a ServiceEntry's workloadSelector picks both, as in Istio.
+
+WorkloadGroups are carried along unconverted: they become workloads only when a proxy announces
+itself as a member (`pilot.registry.autoregister`).
 """
 
 from __future__ import annotations
@@ -19,22 +22,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from meshconfig.networking.service_entry import ServiceEntry
-from meshconfig.networking.workload_entry import WorkloadEntry
+from meshconfig.networking.workload_entry import WorkloadEntry, WorkloadGroup
 from pilot.model import Service, WorkloadInstance
 from pilot.registry import convert
 from pilot.registry.errors import ConfigError, Source
 from pilot.registry.kubernetes import KubernetesRegistry
 
-RegistrySpec = ServiceEntry | WorkloadEntry
+RegistrySpec = ServiceEntry | WorkloadEntry | WorkloadGroup
+
+
+@dataclass(frozen=True, slots=True)
+class GroupConfig:
+    """A WorkloadGroup resource: the template of the entries its proxies register."""
+
+    namespace: str
+    name: str
+    spec: WorkloadGroup
 
 
 @dataclass(frozen=True, slots=True)
 class RegistrySnapshot:
     """Every service (sorted by hostname) and workload: WorkloadEntries and Kubernetes pods
-    (sorted by namespace/name)."""
+    (sorted by namespace/name), and the WorkloadGroups (sorted by namespace/name)."""
 
     services: tuple[Service, ...] = ()
     workloads: tuple[WorkloadInstance, ...] = ()
+    groups: tuple[GroupConfig, ...] = ()
 
 
 class SnapshotBuilder:
@@ -44,6 +57,7 @@ class SnapshotBuilder:
         self._resources: dict[tuple[str, str, str], Source] = {}
         self._hosts: dict[str, tuple[Service, Source]] = {}
         self._workloads: list[WorkloadInstance] = []
+        self._groups: list[GroupConfig] = []
         self._kubernetes = KubernetesRegistry()
 
     def add(self, source: Source, spec: RegistrySpec) -> None:
@@ -64,6 +78,8 @@ class SnapshotBuilder:
                         f"host {service.hostname!r} is also declared by {other}",
                     )
             self._hosts.update((s.hostname, (s, source)) for s in services)
+        elif isinstance(spec, WorkloadGroup):
+            self._groups.append(GroupConfig(source.namespace, source.name, spec))
         else:
             self._workloads.append(convert.workload_entry(spec, source))
         self._resources[key] = source
@@ -79,4 +95,5 @@ class SnapshotBuilder:
         return RegistrySnapshot(
             services=tuple(hosts[h] for h in sorted(hosts)),
             workloads=tuple(sorted(workloads, key=lambda w: (w.namespace, w.name))),
+            groups=tuple(sorted(self._groups, key=lambda g: (g.namespace, g.name))),
         )

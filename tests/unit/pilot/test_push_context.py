@@ -6,8 +6,10 @@ from collections.abc import Callable
 
 from pilot.model import (
     Endpoint,
+    NodeType,
     Protocol,
     Proxy,
+    ProxyView,
     Resolution,
     Service,
     ServicePort,
@@ -33,7 +35,7 @@ def test_lookup_and_version(ctx: PushContext) -> None:
     assert ctx.version == "1"
     hostnames = [s.hostname for s in ctx.services]
     assert hostnames == sorted(hostnames)
-    assert ctx.services_for("anywhere") == ctx.services
+    assert ctx.services_for(ProxyView(NodeType.SIDECAR, "anywhere")) == ctx.services
     assert ctx.service("www.googleapis.com") is not None
     assert ctx.service("nope.example.com") is None
     assert ctx.endpoints("nope.example.com", 80) == ()
