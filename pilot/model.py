@@ -227,9 +227,10 @@ class ProxyView:
     (push context, view). Inbound clusters and listeners, and the listeners bound to the
     proxy's own address, are per proxy: they depend on its IP and the instances it backs.
     A router's labels pick the Gateways it serves, so they are part of its view (sorted
-    pairs). A sidecar's labels matter only through the Sidecar resource they select, so its
-    view holds that Sidecar's `<namespace>/<name>` instead (empty when none applies): all
-    sidecars of a namespace under the same Sidecar share one view.
+    pairs). A sidecar's labels matter through the Sidecar resource they select, so its view
+    holds that Sidecar's `<namespace>/<name>` (empty when none applies), and through
+    VirtualService `sourceLabels` matches, so it holds the labels those matches read (none
+    in most meshes): all sidecars of a namespace under the same Sidecar share one view.
     """
 
     type: NodeType

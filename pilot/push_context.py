@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Any
 
 from pilot.istio_config import IstioConfig, config_key
 from pilot.model import (
@@ -42,6 +43,10 @@ class PushContext:
     _by_hostname: Mapping[str, Service]
     _endpoints: Mapping[tuple[str, int], tuple[Endpoint, ...]]
     _instances_by_address: Mapping[str, tuple[ServiceInstance, ...]]
+    # Label keys that some VirtualService HTTP match's `sourceLabels` reads: the only labels
+    # that split sidecar views (most meshes have none, so sidecars keep sharing). TCP and TLS
+    # `sourceLabels` matches still never apply to sidecars.
+    _source_label_keys: frozenset[str] = frozenset()
     _scopes: dict[tuple[str, str], SidecarScope] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -66,13 +71,15 @@ class PushContext:
                     # EDS carries IPs only; a named workload is reachable through DNS services.
                     port_endpoints = [e for e in port_endpoints if is_ip(e.address)]
                 endpoints[service.hostname, port.number] = tuple(sorted(port_endpoints, key=_order))
+        config = config or IstioConfig()
         return cls(
             version=version,
             services=services,
-            config=config or IstioConfig(),
+            config=config,
             _by_hostname=MappingProxyType({s.hostname: s for s in services}),
             _endpoints=MappingProxyType(endpoints),
             _instances_by_address=MappingProxyType({a: tuple(i) for a, i in instances.items()}),
+            _source_label_keys=_source_label_keys(config),
         )
 
     def service(self, hostname: str) -> Service | None:
@@ -85,7 +92,11 @@ class PushContext:
         if proxy.type is NodeType.SIDECAR:
             sidecar = self.config.sidecar_for(proxy.namespace, proxy.labels)
             if sidecar is not None:
-                return replace(view, sidecar=config_key(sidecar))
+                view = replace(view, sidecar=config_key(sidecar))
+            if self._source_label_keys:
+                labels = proxy.labels.items()
+                seen = tuple(sorted((k, v) for k, v in labels if k in self._source_label_keys))
+                view = replace(view, labels=seen)
         return view
 
     def scope(self, view: ProxyView) -> SidecarScope:
@@ -112,6 +123,15 @@ class PushContext:
         side before it can become ready), sorted by (hostname, port)."""
         found = [i for ip in proxy.ip_addresses for i in self._instances_by_address.get(ip, ())]
         return tuple(sorted(found, key=lambda i: (i.service.hostname, i.port.number)))
+
+
+def _source_label_keys(config: IstioConfig) -> frozenset[str]:
+    keys: set[str] = set()
+    for vs in config.virtual_services:
+        spec: Any = vs.spec
+        for match in (m for rule in spec.http or () for m in rule.match or ()):
+            keys.update(match.source_labels or {})
+    return frozenset(keys)
 
 
 def _backing_workloads(

@@ -115,7 +115,7 @@ def route_configs(ctx: PushContext, view: ProxyView) -> list[route_pb2.RouteConf
         for port in service.ports:
             routes: list[rc.Route] = []
             if owner is not None:
-                at = RouteContext(ctx, view.namespace, port.number)
+                at = RouteContext(ctx, view.namespace, port.number, labels=dict(view.labels))
                 # A query parameter match can never match a gRPC call.
                 routes = [
                     _fit_for_grpc(r)

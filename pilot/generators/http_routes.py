@@ -10,9 +10,6 @@ injection and CORS travel as per-route config of the HCM's fault and CORS filter
 (no timeout, istiod's default retry policy), so both kinds of route behave alike.
 
 Not translated, and why:
-- `sourceLabels` matches on sidecars: the shared sidecar view carries no workload labels, so
-  such a match is treated as not applying to any sidecar (Istio applies it to the labelled
-  workloads only). A router's view has its labels, so on gateways they apply as in Istio.
 - `delegate` rules: delegate VirtualServices are not resolved yet; the rule is skipped.
 - JWT claim header matches: istiod supports them on gateways only (validation rejects them).
 """
@@ -72,8 +69,9 @@ _OVERWRITE: Final = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 class RouteContext:
     """What translating a VirtualService needs besides the rule: who asks, and on which port.
 
-    Sidecars ask as the `mesh` gateway without labels (their shared view has none); a router
-    asks as one of its Gateways (`<namespace>/<name>`), with its own labels.
+    Sidecars ask as the `mesh` gateway with the labels their view holds (those `sourceLabels`
+    matches read); a router asks as one of its Gateways (`<namespace>/<name>`), with its own
+    labels.
     """
 
     ctx: PushContext

@@ -155,7 +155,7 @@ class _Planner:
     def _routes(self, vs: BoundVirtualService, port: int) -> list[Route]:
         key = (vs.resource.key, port)
         if key not in self._translated:
-            at = RouteContext(self.ctx, self.view.namespace, port)
+            at = RouteContext(self.ctx, self.view.namespace, port, labels=dict(self.view.labels))
             self._translated[key] = virtual_service_routes(vs, at)
         return self._translated[key]
 

@@ -179,3 +179,30 @@ async def test_details_v2(bookinfo: Mesh) -> None:
     apply(bookinfo, "virtual-service-details-v2.yaml")
     await settled(bookinfo, "details", {"details-v2"})
     assert await tally(bookinfo, "details", 30) == Counter({"details-v2": 30})
+
+
+SOURCE_LABELS_VS = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match:
+    - sourceLabels: {app: client}
+    route:
+    - destination: {host: reviews, subset: v3}
+  - route:
+    - destination: {host: reviews, subset: v1}
+"""
+
+
+async def test_source_labels_pick_the_route_per_calling_workload(bookinfo: Mesh) -> None:
+    bookinfo.write("virtual-service", SOURCE_LABELS_VS)
+    await settled(bookinfo, "reviews", {"reviews-v3"})
+    assert await tally(bookinfo, "reviews", 20) == Counter({"reviews-v3": 20})
+    productpage = bookinfo.sidecars["productpage-v1"]
+    url = "http://reviews.default.svc.cluster.local:9080/"
+    for _ in range(10):
+        status, body = await bookinfo.get_via(productpage, url)
+        assert status == 200 and json.loads(body.splitlines()[1])["workload"] == "reviews-v1"
