@@ -1,16 +1,16 @@
 """VirtualService HTTP rules as Envoy routes, the way istiod builds them for sidecars and gateways.
 
-`virtual_service_routes` is istiod's `BuildHTTPRoutesForVirtualService`: every HTTP rule gives
-one Envoy route per match that applies to this sidecar on this port (a rule without matches is a
-catch-all, and nothing after a catch-all is emitted). The action is a redirect, a direct response
-or a route to clusters with its timeout, retries, rewrites, mirrors and header changes; fault
-injection and CORS travel as per-route config of the HCM's fault and CORS filters.
+`virtual_service_routes` is istiod's `BuildHTTPRoutesForVirtualService`: every HTTP rule (a
+`delegate` rule stands for its delegate's rules, merged with it by `virtual_services.http_rules`)
+gives one Envoy route per match that applies to this sidecar on this port (a rule without matches
+is a catch-all, and nothing after a catch-all is emitted). The action is a redirect, a direct
+response or a route to clusters with its timeout, retries, rewrites, mirrors and header changes;
+fault injection and CORS travel as per-route config of the HCM's fault and CORS filters.
 
 `default_route` is the route of a service no VirtualService routes, with the same defaults
 (no timeout, istiod's default retry policy), so both kinds of route behave alike.
 
 Not translated, and why:
-- `delegate` rules: delegate VirtualServices are not resolved yet; the rule is skipped.
 - JWT claim header matches: istiod supports them on gateways only (validation rejects them).
 """
 
@@ -47,7 +47,11 @@ from pilot.generators.route_policies import (
     retry_policy,
     string_matcher,
 )
-from pilot.generators.virtual_services import BoundVirtualService, destination_cluster
+from pilot.generators.virtual_services import (
+    BoundVirtualService,
+    destination_cluster,
+    http_rules,
+)
 from pilot.istio_config import MESH_GATEWAY, qualify, qualify_gateway
 from pilot.push_context import PushContext
 
@@ -84,9 +88,7 @@ class RouteContext:
 def virtual_service_routes(vs: BoundVirtualService, at: RouteContext) -> list[rc.Route]:
     """The Envoy routes of `vs` for sidecars of `at.namespace` on `at.port`, in order."""
     routes: list[rc.Route] = []
-    for index, rule in enumerate(vs.spec.http or ()):
-        if rule.delegate is not None:
-            continue
+    for index, rule in enumerate(http_rules(vs, at.ctx.config)):
         if not rule.match:
             routes.append(_route(vs, index, rule, None, at))
             break
