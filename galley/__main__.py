@@ -43,7 +43,7 @@ async def run(args: argparse.Namespace) -> None:
         webhook_port=args.webhook_port,
         webhook_dir=args.webhook_dir,
     )
-    await run_until_signalled(Galley(options))
+    await run_until_signalled(Galley(options), long_lived_state=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

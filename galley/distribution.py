@@ -1,9 +1,10 @@
 """Serving the store over xDS ("MCP over xDS"): one type URL per kind, all subscribers alike.
 
 Every accepted store snapshot becomes one xDS `Snapshot` published under a single cache key,
-so all subscribers (pilot, mixer, meshctl) share the same encoded resources. A resource is
-encoded again only when its content changed; its `store_version` records the store version in
-which that content was accepted. Implements the xDS core's `StreamCallbacks`.
+so all subscribers (pilot, mixer, meshctl) share the same encoded resources. A change rebuilds
+only the kinds it touched, a resource is encoded again only when its content changed, and its
+`store_version` records the store version in which that content was accepted. Implements the
+xDS core's `StreamCallbacks`.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
+from types import MappingProxyType
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from galley.store import ConfigStore, Key, StoreSnapshot
+from galley.store import Change, ConfigStore, Key, StoreSnapshot
 from meshconfig import Kind, Resource
 from meshcore.xds.cache import SnapshotCache
 from meshcore.xds.resource import Resource as XdsResource
-from meshcore.xds.resource import Snapshot
+from meshcore.xds.resource import Snapshot, TypeSnapshot
 from meshcore.xds.status import StreamInfo
 from protos.galley.v1 import config_pb2
 
@@ -76,16 +78,22 @@ class ConfigDistributor:
         self._version = Gauge(
             "galley_snapshot_version", "Version of the distributed snapshot.", registry=registry
         )
-        store.subscribe(lambda snapshot, _change: self._publish(snapshot))
+        self._types: dict[str, TypeSnapshot] = {}
+        store.subscribe(self._publish)
         self._publish(store.snapshot)
 
     @property
     def type_urls(self) -> frozenset[str]:
         return frozenset(self._kind_ids)
 
-    def _publish(self, snapshot: StoreSnapshot) -> None:
-        by_type: dict[str, list[XdsResource]] = {kind_id: [] for kind_id in self._kind_ids}
-        encoded: dict[Key, tuple[Resource, XdsResource]] = {}
+    def _publish(self, snapshot: StoreSnapshot, change: Change | None = None) -> None:
+        """Publish `snapshot`; with a `change`, only the kinds it touched are rebuilt."""
+        touched = (
+            set(self._kind_ids)
+            if change is None
+            else {key[0] for key in (*change.added, *change.updated, *change.removed)}
+        )
+        by_type: dict[str, list[XdsResource]] = {k: [] for k in self._kind_ids if k in touched}
         for key, resource in snapshot.resources.items():
             if key[0] not in by_type:
                 continue
@@ -93,10 +101,13 @@ class ConfigDistributor:
             if cached is None or cached[0] != resource:
                 message = encode(resource, snapshot.version)
                 cached = (resource, XdsResource.from_message(resource_name(resource), message))
-            encoded[key] = cached
+                self._encoded[key] = cached
             by_type[key[0]].append(cached[1])
-        self._encoded = encoded
-        self.cache.set(CACHE_KEY, Snapshot.of(by_type))
+        if change is not None:
+            for key in change.removed:
+                self._encoded.pop(key, None)
+        self._types.update((kind_id, TypeSnapshot.of(rs)) for kind_id, rs in by_type.items())
+        self.cache.set(CACHE_KEY, Snapshot(MappingProxyType(dict(self._types))))
         self._version.set(snapshot.version)
 
     # StreamCallbacks: every subscriber sees the same configuration.

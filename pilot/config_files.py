@@ -4,8 +4,9 @@ Every *.yaml, *.yml and *.json file below the directory (hidden entries skipped,
 ConfigMap's `..data` link is read once) is validated with `meshconfig`, exactly as galley would;
 kinds the mesh does not know are skipped. The registry kinds (ServiceEntry, WorkloadEntry,
 WorkloadGroup, and the Kubernetes Service, EndpointSlice, Endpoints and Pod objects galley would
-read from a cluster) become the `RegistrySnapshot`, the traffic kinds the `IstioConfig`. Any
-invalid resource rejects the whole read with its message, and the caller keeps what it had.
+read from a cluster) become the `RegistrySnapshot`; the traffic kinds, and the Secrets gateways
+take their credentials from, the `IstioConfig`. Any invalid resource rejects the whole read with
+its message, and the caller keeps what it had.
 """
 
 from __future__ import annotations

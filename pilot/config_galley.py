@@ -1,12 +1,13 @@
 """Pilot's registry fed by galley's distribution instead of a directory it reads itself.
 
 Subscribes to the registry kinds (ServiceEntry, WorkloadEntry, WorkloadGroup, and the Kubernetes
-Service, EndpointSlice, Endpoints and Pod galley reads from the API server) and the traffic kinds
-(VirtualService, DestinationRule, Gateway, Sidecar) through galley's client library. A galley
-without a Kubernetes source serves those kinds empty, so the same subscription fits both.
-Until every kind has arrived, pilot keeps its empty input and reports not ready; after that
-every change is turned into pilot's input and handed over. A registry-level rejection (the same host
-declared by two ServiceEntries) is logged and the previous registry stays in force.
+Service, EndpointSlice, Endpoints and Pod galley reads from the API server), the traffic kinds
+(VirtualService, DestinationRule, Gateway, Sidecar) and the Secrets gateways take their
+credentials from, through galley's client library. A galley without a Kubernetes source serves
+those kinds empty, so the same subscription fits both. Until every kind has arrived, pilot keeps
+its empty input and reports not ready; after that every change is turned into pilot's input and
+handed over. A registry-level rejection (the same host declared by two ServiceEntries) is logged
+and the previous registry stays in force.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ PILOT_KINDS = (
     "core/Endpoints",
     "discovery.k8s.io/EndpointSlice",
     "core/Pod",
+    "core/Secret",
 )
 
 

@@ -1,12 +1,13 @@
 """The Istio traffic configuration pilot translates, besides the service registry.
 
-VirtualServices, DestinationRules, Gateways and Sidecars, validated by `meshconfig`, kept as an
-immutable set with the lookups translation needs resolved the way Istio resolves them: which
-VirtualServices a proxy sees (exportTo, the gateways they bind to), which DestinationRule
-applies to a host from a namespace (the client's namespace first, then the host's, then the
-root namespace), which Sidecar applies to a workload (one selecting its labels in its
-namespace, then its namespace's Sidecar without selector, then the root namespace's), and how
-a short host name in a resource becomes a fully qualified one.
+VirtualServices, DestinationRules, Gateways and Sidecars, validated by `meshconfig`, and the
+Kubernetes Secrets gateways take their TLS credentials from, kept as an immutable set with the
+lookups translation needs resolved the way Istio resolves them: which VirtualServices a proxy
+sees (exportTo, the gateways they bind to), which DestinationRule applies to a host from a
+namespace (the client's namespace first, then the host's, then the root namespace), which
+Sidecar applies to a workload (one selecting its labels in its namespace, then its namespace's
+Sidecar without selector, then the root namespace's), and how a short host name in a resource
+becomes a fully qualified one.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from pilot.model import CLUSTER_DOMAIN
 
 NETWORKING = "networking.istio.io"
 KINDS = ("VirtualService", "DestinationRule", "Gateway", "Sidecar")
+SECRET = "core/Secret"
+# The kinds read, by `Kind.id`, in the order of IstioConfig's fields.
+_KIND_IDS = (*(f"{NETWORKING}/{kind}" for kind in KINDS), SECRET)
 MESH_GATEWAY = "mesh"
 ROOT_NAMESPACE = "istio-system"
 
@@ -81,9 +85,11 @@ class IstioConfig:
     destination_rules: tuple[Resource, ...] = ()
     gateways: tuple[Resource, ...] = ()
     sidecars: tuple[Resource, ...] = ()
+    secrets: tuple[Resource, ...] = ()
     # Sidecars by namespace (in key order) and by `config_key`: every proxy looks its one up.
     _sidecars_in: Mapping[str, tuple[Resource, ...]] = field(init=False, compare=False)
     _sidecar_by_key: Mapping[str, Resource] = field(init=False, compare=False)
+    _secret_by_key: Mapping[str, Resource] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         grouped: dict[str, list[Resource]] = {}
@@ -93,23 +99,17 @@ class IstioConfig:
         object.__setattr__(self, "_sidecars_in", MappingProxyType(in_namespace))
         by_key = {config_key(sidecar): sidecar for sidecar in self.sidecars}
         object.__setattr__(self, "_sidecar_by_key", MappingProxyType(by_key))
+        secrets = {config_key(secret): secret for secret in self.secrets}
+        object.__setattr__(self, "_secret_by_key", MappingProxyType(secrets))
 
     @classmethod
     def from_resources(cls, resources: Iterable[Resource]) -> IstioConfig:
-        by_kind: dict[str, list[Resource]] = {kind: [] for kind in KINDS}
+        by_kind: dict[str, list[Resource]] = {kind_id: [] for kind_id in _KIND_IDS}
         for resource in resources:
-            if resource.kind.group == NETWORKING and resource.kind.kind in by_kind:
-                by_kind[resource.kind.kind].append(resource)
-
-        def ordered(kind: str) -> tuple[Resource, ...]:
-            return tuple(sorted(by_kind[kind], key=lambda r: r.key))
-
-        return cls(
-            ordered("VirtualService"),
-            ordered("DestinationRule"),
-            ordered("Gateway"),
-            ordered("Sidecar"),
-        )
+            found = by_kind.get(resource.kind.id)
+            if found is not None:
+                found.append(resource)
+        return cls(*(tuple(sorted(by_kind[k], key=lambda r: r.key)) for k in _KIND_IDS))
 
     def virtual_services_for(self, namespace: str, gateway: str = MESH_GATEWAY) -> list[Resource]:
         """VirtualServices visible from `namespace` and bound to `gateway`, oldest key first."""
@@ -162,6 +162,10 @@ class IstioConfig:
     def sidecar(self, key: str) -> Resource | None:
         """The Sidecar named by `config_key`."""
         return self._sidecar_by_key.get(key)
+
+    def secret(self, namespace: str, name: str) -> Resource | None:
+        """The Kubernetes Secret `name` in `namespace`."""
+        return self._secret_by_key.get(f"{namespace}/{name}")
 
     def gateway(self, namespaced_name: str) -> Resource | None:
         namespace, _, name = namespaced_name.partition("/")

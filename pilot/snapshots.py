@@ -9,7 +9,9 @@ only change regenerates just the affected ClusterLoadAssignments, once for all p
 
 Routers (gateways) share clusters and endpoints the same way; their route configs come from
 the Gateways their labels select (`gateway_routes`), and their listeners are translated once
-per view (`gateways`) and only copied onto each router's own address.
+per view (`gateways`) and only copied onto each router's own address. Routers alone get SDS:
+the Secrets of their namespace that their Gateways name as credentials (`secrets`), also per
+view.
 
 Proxyless gRPC clients get config of their own (`grpc_proxyless`), also per view; their
 endpoints are the sidecars' and are updated the same way.
@@ -35,6 +37,7 @@ from pilot.generators import (
     listeners,
     names,
     routes,
+    secrets,
 )
 from pilot.model import NodeType, Proxy, ProxyView
 from pilot.push_context import PushContext
@@ -51,6 +54,7 @@ class _ViewConfig:
     routes: TypeSnapshot
     endpoints: TypeSnapshot
     unbound_listeners: tuple[listener_pb2.Listener, ...]  # a router's, bound per proxy
+    secrets: TypeSnapshot | None  # a router's; sidecars take theirs from the agent
 
 
 class SnapshotGenerator:
@@ -75,16 +79,15 @@ class SnapshotGenerator:
                 *gateways.bind(shared.unbound_listeners, proxy.ip),
             )
         )
-        return Snapshot(
-            MappingProxyType(
-                {
-                    types.CLUSTER: TypeSnapshot.of((*shared.clusters, *own_clusters)),
-                    types.ENDPOINT: shared.endpoints,
-                    types.LISTENER: TypeSnapshot.of((*shared.listeners, *own_listeners)),
-                    types.ROUTE: shared.routes,
-                }
-            )
-        )
+        by_type = {
+            types.CLUSTER: TypeSnapshot.of((*shared.clusters, *own_clusters)),
+            types.ENDPOINT: shared.endpoints,
+            types.LISTENER: TypeSnapshot.of((*shared.listeners, *own_listeners)),
+            types.ROUTE: shared.routes,
+        }
+        if shared.secrets is not None:
+            by_type[types.SECRET] = shared.secrets
+        return Snapshot(MappingProxyType(by_type))
 
     def endpoints_only(
         self, previous: Snapshot, ctx: PushContext, proxy: Proxy, hostnames: frozenset[str]
@@ -123,10 +126,13 @@ class SnapshotGenerator:
         if found is None:
             eds = _resources(endpoints.load_assignments(ctx, view), "cluster_name")
             unbound: list[listener_pb2.Listener] = []
+            sds = None
             if view.type is NodeType.ROUTER:
                 merged = gateways.merge(ctx, view)
                 unbound = gateways.gateway_listeners(ctx, view, merged)
                 route_configs = gateway_routes.gateway_routes(ctx, view, merged)
+                credentials = secrets.gateway_secrets(ctx.config, view.namespace, merged)
+                sds = TypeSnapshot.of(_resources(credentials))
             else:
                 route_configs = routes.outbound_routes(ctx, view)
             found = self._views[view] = _ViewConfig(
@@ -135,6 +141,7 @@ class SnapshotGenerator:
                 routes=TypeSnapshot.of(_resources(route_configs)),
                 endpoints=TypeSnapshot.of(eds),
                 unbound_listeners=tuple(unbound),
+                secrets=sds,
             )
         return found
 

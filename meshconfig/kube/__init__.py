@@ -1,4 +1,5 @@
-"""Models of the Kubernetes kinds the service registry reads (core/v1 and discovery.k8s.io/v1)."""
+"""Models of the Kubernetes kinds pilot reads (core/v1 and discovery.k8s.io/v1): the service
+registry's, and Secrets for gateway credentials."""
 
 from meshconfig.kinds import Kind
 from meshconfig.kube.objects import (
@@ -7,6 +8,7 @@ from meshconfig.kube.objects import (
     NamespaceSpec,
     PodSpec,
     PodStatus,
+    SecretBody,
     ServiceAccountBody,
     ServiceSpec,
     ServiceStatus,
@@ -33,6 +35,7 @@ KINDS: tuple[Kind, ...] = (
         ServiceAccountBody,
         spec_is_whole_object=True,
     ),
+    Kind("", "Secret", "secrets", ("v1",), SecretBody, spec_is_whole_object=True),
 )
 
 __all__ = [
@@ -42,6 +45,7 @@ __all__ = [
     "NamespaceSpec",
     "PodSpec",
     "PodStatus",
+    "SecretBody",
     "ServiceAccountBody",
     "ServiceSpec",
     "ServiceStatus",

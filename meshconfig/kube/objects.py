@@ -1,22 +1,25 @@
-"""The Kubernetes objects pilot's service registry reads, as the API server returns them.
+"""The Kubernetes objects pilot reads, as the API server returns them: those of its service
+registry, and the Secrets gateways terminate TLS with.
 
-Namespace, Service, Endpoints, EndpointSlice, Pod and ServiceAccount come from the API server,
-which has already validated them, so these models are lenient: unknown fields are kept and
-types are coerced rather than rejected. They model only the fields the mesh reads, with the types
-it relies on (ports are integers, a targetPort is a number or a port name, a selector is a map of
-strings).
+Namespace, Service, Endpoints, EndpointSlice, Pod, ServiceAccount and Secret come from the API
+server, which has already validated them, so these models are lenient: unknown fields are kept
+and types are coerced rather than rejected. They model only the fields the mesh reads, with the
+types it relies on (ports are integers, a targetPort is a number or a port name, a selector is a
+map of strings, Secret data is base64).
 
 `spec` is the whole body for the kinds that have no `spec` (Endpoints, EndpointSlice,
-ServiceAccount). Pod and Service status (pod IPs, phase, load balancer addresses) is what the
-service registry needs beside the spec, so those kinds also have a status model, `PodStatus` and
-`ServiceStatus`, and their resources carry the validated status.
+ServiceAccount, Secret). Pod and Service status (pod IPs, phase, load balancer addresses) is what
+the service registry needs beside the spec, so those kinds also have a status model, `PodStatus`
+and `ServiceStatus`, and their resources carry the validated status.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import base64
+import binascii
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 
@@ -186,3 +189,42 @@ class PodStatus(KubeModel):
 class ServiceAccountBody(KubeModel):
     secrets: list[ObjectReference] | None = None
     automount_service_account_token: bool | None = None
+
+
+# Secret
+
+
+def _decode(value: str) -> bytes:
+    """Go's `[]byte` JSON decoding: standard base64, line breaks ignored."""
+    return base64.b64decode(value.replace("\n", "").replace("\r", ""), validate=True)
+
+
+def _base64(value: str) -> str:
+    try:
+        _decode(value)
+    except binascii.Error:
+        raise ValueError("is not base64") from None
+    return value
+
+
+Base64Text = Annotated[str, AfterValidator(_base64)]
+
+
+class SecretBody(KubeModel):
+    """A Secret's `type`, `data` (base64, as the API server returns it) and `stringData`.
+
+    `stringData` is write-only in the API (the server merges it into `data`), but files written
+    for `kubectl apply` carry it, so `values` merges it the same way: its keys win. A `data`
+    value that is not base64 is refused, as the API server refuses it.
+    """
+
+    type: str = "Opaque"
+    data: dict[str, Base64Text] | None = Field(None, repr=False)
+    string_data: dict[str, str] | None = Field(None, repr=False)
+    immutable: bool | None = None
+
+    def values(self) -> dict[str, bytes]:
+        """Every key with its bytes: `data` decoded, then `stringData` on top."""
+        found = {key: _decode(value) for key, value in (self.data or {}).items()}
+        found.update((key, value.encode()) for key, value in (self.string_data or {}).items())
+        return found

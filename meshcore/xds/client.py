@@ -30,6 +30,7 @@ OnUpdate = Callable[[str, Mapping[str, T]], None]
 
 _INVALID_ARGUMENT = 3
 WILDCARD = "*"  # explicit: an empty list is a wildcard only for LDS and CDS
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 
 
 @dataclass
@@ -37,6 +38,8 @@ class _TypeState(Generic[T]):
     version: str = ""
     resources: dict[str, T] = field(default_factory=dict)
     resource_versions: dict[str, str] = field(default_factory=dict)  # delta only
+    # State of the world resends every resource each time: decode only bytes not seen before.
+    decoded: dict[bytes, tuple[str, T]] = field(default_factory=dict)
     received: bool = False
 
 
@@ -91,10 +94,13 @@ class XdsClient(Generic[T]):
 
     async def _session(self) -> None:
         requests: asyncio.Queue[Any] = asyncio.Queue()
+        # A state-of-the-world response carries a whole type: grpc's default 4 MB limit would
+        # fail a large configuration (3,800 VirtualServices) outright.
+        options = [("grpc.max_receive_message_length", MAX_RESPONSE_BYTES)]
         channel = (
-            grpc.aio.secure_channel(self.target, self._credentials)
+            grpc.aio.secure_channel(self.target, self._credentials, options=options)
             if self._credentials is not None
-            else grpc.aio.insecure_channel(self.target)
+            else grpc.aio.insecure_channel(self.target, options=options)
         )
         async with channel:
             stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
@@ -129,7 +135,11 @@ class XdsClient(Generic[T]):
                 named = _named(response)
                 decoded = {name: self._decode(type_url, r.resource)[1] for name, r in named}
             else:
-                decoded = dict(self._decode(type_url, packed) for packed in response.resources)
+                known, fresh = state.decoded, {}
+                for packed in response.resources:
+                    raw = packed.value
+                    fresh[raw] = known.get(raw) or self._decode(type_url, packed)
+                decoded = dict(fresh.values())
         except Exception as error:  # any decoding failure is the server's config problem
             message = f"{type_url}: {error}"
             log.warning("rejecting %s from %s: %s", type_url, self.target, message)
@@ -143,6 +153,7 @@ class XdsClient(Generic[T]):
             state.resources.update(decoded)
             state.version = response.system_version_info
         else:
+            state.decoded = fresh
             state.resources = decoded
             state.version = response.version_info
         state.received = True

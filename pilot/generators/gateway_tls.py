@@ -6,9 +6,9 @@ istiod's `BuildListenerTLSContext` for gateways, in three forms by where the key
   Envoy reads them itself. Istio has its agent serve the files over SDS so they can rotate; we
   have no SDS server yet, so they are read once, when the listener is created;
 - `credentialName(s)`: SDS secrets named `kubernetes://<name>` (and `<name>-cacert`, or
-  `caCertCredentialName`, for the client CA), fetched over ADS as from istiod. Pilot does not
-  serve secrets yet (that needs citadel and the Kubernetes secret reader), so Envoy waits for
-  them: such a server accepts no TLS handshake until then;
+  `caCertCredentialName`, for the client CA), fetched over ADS as from istiod, which serves
+  them from the Kubernetes Secrets of the router's namespace (`secrets`); until a valid one is
+  there, such a server accepts no TLS handshake;
 - ISTIO_MUTUAL: the workload certificate and mesh root from the agent's SDS (`default`,
   `ROOTCA`), not served yet either (see `traffic_policy`).
 
@@ -20,6 +20,7 @@ filtered out as istiod does (validation and Envoy reject them instead).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 from envoy.config.core.v3 import base_pb2
@@ -48,6 +49,30 @@ _VERSIONS: Final = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """The SDS resource names a server's TLS takes from pilot: its key pairs, and for mutual TLS
+    the CA that verifies clients ("" otherwise)."""
+
+    certificates: tuple[str, ...]
+    ca: str = ""
+
+
+def credentials(settings: ServerTLSSettings) -> Credentials | None:
+    """What `credentialName(s)` and `caCertCredentialName` reference; None when the server's
+    keys come from files or, for ISTIO_MUTUAL, from the agent."""
+    names = settings.credential_names or (
+        [settings.credential_name] if settings.credential_name else []
+    )
+    if settings.mode == "ISTIO_MUTUAL" or not names:
+        return None
+    certificates = tuple(resource_name(name) for name in names)
+    if settings.mode not in _MUTUAL:
+        return Credentials(certificates)
+    ca = settings.ca_cert_credential_name
+    return Credentials(certificates, resource_name(ca) if ca else certificates[0] + CA_SUFFIX)
+
+
 def downstream_tls_context(
     settings: ServerTLSSettings, *, http: bool
 ) -> tls_pb2.DownstreamTlsContext:
@@ -56,22 +81,18 @@ def downstream_tls_context(
     common = context.common_tls_context
     if http:
         common.alpn_protocols.extend(ALPN_HTTP)
-    mutual = settings.mode in _MUTUAL
     if settings.mode in _REQUIRED:
         context.require_client_certificate.value = True
-    credentials = settings.credential_names or (
-        [settings.credential_name] if settings.credential_name else []
-    )
+    from_pilot = credentials(settings)
     if settings.mode == "ISTIO_MUTUAL":
         common.tls_certificate_sds_secret_configs.append(sds_secret(SDS_WORKLOAD_CERT))
         _combined(common, settings, sds_secret(SDS_ROOT_CA))
-    elif credentials:
-        names = [resource_name(c) for c in credentials]
-        common.tls_certificate_sds_secret_configs.extend(_ads_secret(n) for n in names)
-        if mutual:
-            ca = settings.ca_cert_credential_name
-            ca_name = resource_name(ca) if ca else names[0] + CA_SUFFIX
-            _combined(common, settings, _ads_secret(ca_name))
+    elif from_pilot is not None:
+        common.tls_certificate_sds_secret_configs.extend(
+            _ads_secret(name) for name in from_pilot.certificates
+        )
+        if from_pilot.ca:
+            _combined(common, settings, _ads_secret(from_pilot.ca))
     else:
         pairs = [(c.server_certificate, c.private_key) for c in settings.tls_certificates or ()]
         common.tls_certificates.extend(
@@ -81,7 +102,7 @@ def downstream_tls_context(
             )
             for certificate, key in pairs or [(settings.server_certificate, settings.private_key)]
         )
-        if mutual and settings.ca_certificates:
+        if settings.mode in _MUTUAL and settings.ca_certificates:
             validation = common.validation_context
             validation.trusted_ca.filename = settings.ca_certificates
             _validate(validation, settings)
