@@ -43,8 +43,9 @@ from meshconfig import ConfigValidationError, Kind, Resource, all_kinds, validat
 log = logging.getLogger(__name__)
 
 ORIGIN = "kubernetes"
-# The core kinds the service registry reads beside the Istio kinds (Istio's galley served these).
-REGISTRY_CORE_KINDS = frozenset({"Namespace", "Node", "Pod", "Service", "Endpoints"})
+# The core kinds the mesh reads beside the Istio kinds: the service registry's (Istio's galley
+# served these) and Secrets, which hold gateway credentials (`credentialName`).
+REGISTRY_CORE_KINDS = frozenset({"Namespace", "Node", "Pod", "Service", "Endpoints", "Secret"})
 
 ApiClientFactory = Callable[[], Awaitable[client.ApiClient]]
 
