@@ -3,9 +3,11 @@
 Everything else (listeners, routes, clusters, secrets) comes from pilot over ADS; the bootstrap
 only names the node the way Istio does (pilot keys its per-proxy view on it; a workload that
 announces a WorkloadGroup with `AUTO_REGISTER_GROUP` is registered by pilot), points ADS at
-pilot, and adds the two fixed static pieces: the admin interface on 15000 and the Prometheus
-stats listener on 15090. Every port is bound to the workload's own address, so many Envoys share
-one host with Istio's fixed ports. A pure function of a `ProxySpec`: no tasks, no I/O.
+pilot, and adds the fixed static pieces: the admin interface on 15000, the Prometheus stats
+listener on 15090 and, when the agent serves SDS, the `sds-grpc` cluster reaching its Unix
+socket (the secrets pilot's ISTIO_MUTUAL configuration names come from there). Every port
+is bound to the workload's own address, so many Envoys share one host with Istio's fixed
+ports. A pure function of a `ProxySpec`: no tasks, no I/O.
 """
 
 import ipaddress
@@ -19,6 +21,7 @@ ADMIN_PORT = 15000
 STATS_PORT = 15090
 PILOT_PORT = 15010
 XDS_CLUSTER = "xds-grpc"
+SDS_CLUSTER = "sds-grpc"
 STATS_CLUSTER = "prometheus_stats"
 
 _PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -66,6 +69,8 @@ class ProxySpec:
     initial_fetch_timeout: float = 0.0
     # The WorkloadGroup (in `namespace`) pilot registers this workload in; empty: none.
     auto_register_group: str = ""
+    # The agent's SDS Unix socket; None: no `sds-grpc` cluster (no mesh certificates).
+    sds_socket: str | None = None
 
     @property
     def node_id(self) -> str:
@@ -91,6 +96,9 @@ def parse_host_port(address: str, default_port: int) -> tuple[str, int]:
 
 def build_bootstrap(spec: ProxySpec) -> dict[str, Any]:
     """The bootstrap as plain JSON-ready data (Envoy's v3 Bootstrap schema)."""
+    clusters = [_xds_cluster(spec.pilot), _stats_cluster(spec.ip)]
+    if spec.sds_socket is not None:
+        clusters.append(_sds_cluster(spec.sds_socket))
     ads = {
         "ads": {},
         "resource_api_version": "V3",
@@ -114,7 +122,7 @@ def build_bootstrap(spec: ProxySpec) -> dict[str, Any]:
             "lds_config": dict(ads),
         },
         "static_resources": {
-            "clusters": [_xds_cluster(spec.pilot), _stats_cluster(spec.ip)],
+            "clusters": clusters,
             "listeners": [_stats_listener(spec.ip)],
         },
     }
@@ -141,22 +149,14 @@ def _node_metadata(spec: ProxySpec) -> dict[str, Any]:
 
 def _xds_cluster(pilot: str) -> dict[str, Any]:
     host, port = parse_host_port(pilot, PILOT_PORT)
+    http2 = {"connection_keepalive": {"interval": "30s", "timeout": "10s"}}
     cluster: dict[str, Any] = {
         "name": XDS_CLUSTER,
         "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
         "connect_timeout": "1s",
-        "load_assignment": _load_assignment(XDS_CLUSTER, host, port),
+        "load_assignment": _load_assignment(XDS_CLUSTER, _socket(host, port)),
         "upstream_connection_options": {"tcp_keepalive": {"keepalive_time": 300}},
-        "typed_extension_protocol_options": {
-            _PROTOCOL_OPTIONS: {
-                "@type": _type_url(_PROTOCOL_OPTIONS),
-                "explicit_http_config": {
-                    "http2_protocol_options": {
-                        "connection_keepalive": {"interval": "30s", "timeout": "10s"}
-                    }
-                },
-            }
-        },
+        "typed_extension_protocol_options": _http2_options(http2),
     }
     if not _is_ip(host):
         cluster["dns_lookup_family"] = "V4_PREFERRED"
@@ -168,7 +168,27 @@ def _stats_cluster(ip: str) -> dict[str, Any]:
         "name": STATS_CLUSTER,
         "type": "STATIC",
         "connect_timeout": "0.250s",
-        "load_assignment": _load_assignment(STATS_CLUSTER, ip, ADMIN_PORT),
+        "load_assignment": _load_assignment(STATS_CLUSTER, _socket(ip, ADMIN_PORT)),
+    }
+
+
+def _sds_cluster(socket_path: str) -> dict[str, Any]:
+    """Istio's `sds-grpc`: gRPC (HTTP/2) to the agent's SDS server on a Unix socket."""
+    return {
+        "name": SDS_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": _load_assignment(SDS_CLUSTER, {"pipe": {"path": socket_path}}),
+        "typed_extension_protocol_options": _http2_options({}),
+    }
+
+
+def _http2_options(http2: dict[str, Any]) -> dict[str, Any]:
+    return {
+        _PROTOCOL_OPTIONS: {
+            "@type": _type_url(_PROTOCOL_OPTIONS),
+            "explicit_http_config": {"http2_protocol_options": http2},
+        }
     }
 
 
@@ -201,8 +221,8 @@ def _stats_listener(ip: str) -> dict[str, Any]:
     }
 
 
-def _load_assignment(name: str, host: str, port: int) -> dict[str, Any]:
-    endpoint = {"endpoint": {"address": _socket(host, port)}}
+def _load_assignment(name: str, address: dict[str, Any]) -> dict[str, Any]:
+    endpoint = {"endpoint": {"address": address}}
     return {"cluster_name": name, "endpoints": [{"lb_endpoints": [endpoint]}]}
 
 

@@ -367,9 +367,9 @@ def _istio_mutual(
 ) -> tls_pb2.UpstreamTlsContext:
     """The workload certificate and mesh root from the agent's SDS, as Istio configures them.
 
-    Pilot generates this, but the agent does not serve SDS yet (nor does its bootstrap have
-    the `sds-grpc` cluster), so Envoy cannot use such a cluster until citadel and the agent's
-    SDS server exist.
+    The agent's SDS server (`agent.sds`, reached through the bootstrap's `sds-grpc` cluster)
+    serves both secrets; the agent does not yet obtain them from citadel, so until it does a
+    sidecar has no workload certificate to present.
     """
     context = tls_pb2.UpstreamTlsContext(sni=settings.sni or upstream.mtls_sni)
     common = context.common_tls_context
