@@ -1,0 +1,176 @@
+"""The certificate manager against a real citadel, feeding a real Envoy through SDS.
+
+The workload certificate must come from citadel for the token's identity, reach Envoy's TLS
+listener, and be renewed (over citadel's mTLS port, with a new key) before it expires, without
+restarting Envoy. The manager asks for certificates of a few seconds so renewal happens in the test.
+"""
+
+import asyncio
+import datetime
+import os
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from spiffe import X509Svid
+
+from agent.bootstrap import ProxySpec, build_bootstrap
+from agent.certificates import CertificateManager
+from agent.envoy_process import EnvoyOptions, EnvoyProcess
+from agent.sds import SdsServer
+from citadel.identity import SpiffeId
+from citadel.server import Citadel, CitadelOptions
+from citadel.tokens import TokenAuthority
+from tests.integration.mesh import allocate_block, eventually
+from tests.support.sds import sds_tls_listener
+
+HELLO = SpiffeId("default", "hello")
+TTL = datetime.timedelta(seconds=2)
+TLS_PORT = 8443
+OPTIONS = EnvoyOptions(drain_seconds=1.0, stop_timeout=3.0, backoff_initial=0.1)
+
+
+@pytest.fixture(autouse=True)
+async def no_task_left() -> AsyncIterator[None]:
+    yield
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+@pytest.fixture
+async def citadel(tmp_path: Path) -> AsyncIterator[Citadel]:
+    # Citadel's own serving certificate lasts its default TTL: only the workload asks for TTL.
+    options = CitadelOptions(ca_dir=tmp_path / "ca", port=0, mtls_port=0, monitoring_port=0)
+    async with Citadel(options) as running:
+        yield running
+
+
+def manager_for(citadel: Citadel, sds: SdsServer, token: str) -> CertificateManager:
+    return CertificateManager(
+        citadel.address, citadel.mtls_address, citadel.ca.root_pem, token, HELLO, sds, ttl=TTL
+    )
+
+
+def leaf_of(chain_pem: bytes) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(chain_pem)
+
+
+async def until_renewed(manager: CertificateManager, renewals: int) -> None:
+    for _ in range(100):
+        if manager.renewals >= renewals:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"fewer than {renewals} renewals in 10s: {manager.renewals}")
+
+
+async def test_issues_and_renews_with_a_new_key(citadel: Citadel, tmp_path: Path) -> None:
+    sds = SdsServer(tmp_path / "sds.sock")
+    manager = manager_for(citadel, sds, citadel.tokens.mint(HELLO))
+    async with manager:
+        first = await asyncio.wait_for(manager.wait_for_certificate(), timeout=10)
+        svid = X509Svid.parse(first.chain_pem, first.key_pem)
+        assert str(svid.spiffe_id) == HELLO.uri
+        assert first.roots_pem == citadel.ca.root_pem
+        # From now on no token verifies: renewals must authenticate with the certificate.
+        citadel.tokens = TokenAuthority(os.urandom(32))
+        await until_renewed(manager, 2)
+        renewed = manager.current
+        assert renewed is not None
+        assert renewed.key_pem != first.key_pem
+        assert leaf_of(renewed.chain_pem).serial_number != leaf_of(first.chain_pem).serial_number
+        assert str(X509Svid.parse(renewed.chain_pem, renewed.key_pem).spiffe_id) == HELLO.uri
+
+
+async def test_an_expired_certificate_is_replaced_with_the_token(
+    citadel: Citadel, tmp_path: Path
+) -> None:
+    # Nothing listens on port 1: every renewal fails until the certificate has expired.
+    manager = CertificateManager(
+        citadel.address,
+        "127.0.0.1:1",
+        citadel.ca.root_pem,
+        citadel.tokens.mint(HELLO),
+        HELLO,
+        SdsServer(tmp_path / "sds.sock"),
+        ttl=TTL,
+    )
+    async with manager:
+        first = await asyncio.wait_for(manager.wait_for_certificate(), timeout=10)
+        await until_renewed(manager, 1)
+        # Renewing over mTLS cannot succeed, so the renewal is the token's, after expiry.
+        expired = leaf_of(first.chain_pem).not_valid_after_utc
+        assert datetime.datetime.now(datetime.UTC) >= expired
+
+
+async def test_a_refused_token_is_retried_without_a_certificate(
+    citadel: Citadel, tmp_path: Path
+) -> None:
+    manager = manager_for(citadel, SdsServer(tmp_path / "sds.sock"), "v1.forged.token")
+    async with manager:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(manager.wait_for_certificate(), timeout=1)
+        assert manager.current is None
+    failures = citadel.metrics.registry.get_sample_value(
+        "citadel_server_authentication_failure_count_total"
+    )
+    assert failures is not None and failures >= 2
+
+
+async def served_leaf(ip: str, root_pem: bytes) -> x509.Certificate | None:
+    """The leaf Envoy presents to a client trusting citadel's root, once the echo answers."""
+    context = ssl.create_default_context(cadata=root_pem.decode())
+    # The SVID names a SPIFFE ID, no host: the chain is what is verified.
+    context.check_hostname = False
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(ip, TLS_PORT, ssl=context), timeout=3
+    )
+    try:
+        writer.write(b"ping")
+        echoed = await asyncio.wait_for(reader.readexactly(4), timeout=3)
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        return x509.load_der_x509_certificate(der) if echoed == b"ping" else None
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+def spiffe_uris(leaf: x509.Certificate) -> list[str]:
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return san.get_values_for_type(x509.UniformResourceIdentifier)
+
+
+@pytest.mark.envoy
+async def test_envoy_serves_the_citadel_certificate_and_its_renewal(
+    citadel: Citadel, tmp_path: Path
+) -> None:
+    ip = f"{allocate_block()}.1"
+    socket = tmp_path / "sds.sock"
+    spec = ProxySpec(
+        ip=ip,
+        pod="hello-v1",
+        namespace="default",
+        pilot=f"{ip}:1",
+        initial_fetch_timeout=0.2,
+        sds_socket=str(socket),
+        service_account="hello",
+    )
+    bootstrap = build_bootstrap(spec)
+    bootstrap["static_resources"]["listeners"].append(sds_tls_listener(ip, TLS_PORT))
+    sds = SdsServer(socket)
+    manager = manager_for(citadel, sds, citadel.tokens.mint(HELLO))
+    envoy = EnvoyProcess(bootstrap, spec.admin_url, tmp_path / "run", OPTIONS)
+    root = citadel.ca.root_pem
+    async with sds, manager, envoy:
+        first = await eventually(lambda: served_leaf(ip, root), "citadel's certificate")
+        assert spiffe_uris(first) == [HELLO.uri]
+        pid = envoy.pid
+
+        async def renewed() -> x509.Certificate | None:
+            leaf = await served_leaf(ip, root)
+            return leaf if leaf is not None and leaf.serial_number != first.serial_number else None
+
+        second = await eventually(renewed, "a renewed certificate")
+        assert manager.renewals >= 1
+        assert spiffe_uris(second) == [HELLO.uri]
+        assert envoy.pid == pid and envoy.restarts == 0
