@@ -26,8 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.sds import SdsServer, WorkloadCertificate
-from citadel.identity import SpiffeId
-from citadel.server import ISTIOD_HOST, SERVICE
+from meshcore.identity import CONTROL_PLANE_HOST, CREATE_CERTIFICATE, SpiffeId
 from meshcore.lifecycle import Service, cancel_and_wait
 from protos.citadel.v1 import ca_pb2
 
@@ -197,10 +196,10 @@ class CertificateManager(Service):
         )
         address, credentials, metadata = self._credentials()
         # Verify citadel as Istio's agents do: against the mesh root, as istiod's name.
-        options = [("grpc.ssl_target_name_override", ISTIOD_HOST)]
+        options = [("grpc.ssl_target_name_override", CONTROL_PLANE_HOST)]
         async with grpc.aio.secure_channel(address, credentials, options=options) as channel:
             call = channel.unary_unary(
-                f"/{SERVICE}/CreateCertificate",
+                CREATE_CERTIFICATE,
                 request_serializer=ca_pb2.IstioCertificateRequest.SerializeToString,
                 response_deserializer=ca_pb2.IstioCertificateResponse.FromString,
             )

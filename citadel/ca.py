@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from citadel.identity import TRUST_DOMAIN, SpiffeId
+from meshcore.identity import TRUST_DOMAIN, SpiffeId
 
 CA_CERT = "ca-cert.pem"
 CA_KEY = "ca-key.pem"

@@ -29,9 +29,9 @@ from citadel.ca import (
     IdentityMismatchError,
     KeyType,
 )
-from citadel.identity import TRUST_DOMAIN, SpiffeId
 from citadel.tokens import TokenAuthority
 from meshcore.grpc_server import create_server
+from meshcore.identity import CONTROL_PLANE_HOST, TRUST_DOMAIN, SpiffeId
 from meshcore.lifecycle import Service
 from meshcore.monitoring import MonitoringServer
 from protos.citadel.v1 import ca_pb2
@@ -39,7 +39,6 @@ from protos.citadel.v1 import ca_pb2
 log = logging.getLogger(__name__)
 
 # The name Istio's agents verify the CA's serving certificate against.
-ISTIOD_HOST = "istiod.istio-system.svc"
 SERVICE = "istio.v1.auth.IstioCertificateService"
 
 
@@ -118,7 +117,7 @@ class Citadel(Service):
         return self._grpc is not None
 
     async def start(self) -> None:
-        serving = self.ca.server_credentials(ISTIOD_HOST, self.options.host)
+        serving = self.ca.server_credentials(CONTROL_PLANE_HOST, self.options.host)
         server = create_server(max_receive_message_bytes=64 * 1024)
         create = grpc.unary_unary_rpc_method_handler(
             self._create_certificate,

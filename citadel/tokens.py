@@ -15,7 +15,7 @@ import secrets
 from pathlib import Path
 
 from citadel.ca import write_private
-from citadel.identity import SpiffeId
+from meshcore.identity import SpiffeId
 
 TOKEN_KEY = "token-key"
 _PREFIX = "v1"

@@ -20,9 +20,9 @@ from agent.bootstrap import ProxySpec, build_bootstrap
 from agent.certificates import CertificateManager
 from agent.envoy_process import EnvoyOptions, EnvoyProcess
 from agent.sds import SdsServer
-from citadel.identity import SpiffeId
 from citadel.server import Citadel, CitadelOptions
 from citadel.tokens import TokenAuthority
+from meshcore.identity import SpiffeId
 from tests.integration.mesh import allocate_block, eventually
 from tests.support.sds import sds_tls_listener
 

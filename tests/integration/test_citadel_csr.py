@@ -11,8 +11,8 @@ import pytest
 from cryptography import x509
 from spiffe import X509Svid
 
-from citadel.identity import SpiffeId
-from citadel.server import ISTIOD_HOST, SERVICE, Citadel, CitadelOptions
+from citadel.server import Citadel, CitadelOptions
+from meshcore.identity import CONTROL_PLANE_HOST, CREATE_CERTIFICATE, SpiffeId
 from protos.citadel.v1 import ca_pb2
 from tests.support.csr import make_csr, new_key, private_pem
 
@@ -34,10 +34,10 @@ async def _create(
     metadata: tuple[tuple[str, str], ...] = (),
 ) -> list[str]:
     # Verify the server as an Istio agent does: against the mesh root, as istiod's name.
-    options = [("grpc.ssl_target_name_override", ISTIOD_HOST)]
+    options = [("grpc.ssl_target_name_override", CONTROL_PLANE_HOST)]
     async with grpc.aio.secure_channel(address, credentials, options=options) as channel:
         call = channel.unary_unary(
-            f"/{SERVICE}/CreateCertificate",
+            CREATE_CERTIFICATE,
             request_serializer=ca_pb2.IstioCertificateRequest.SerializeToString,
             response_deserializer=ca_pb2.IstioCertificateResponse.FromString,
         )

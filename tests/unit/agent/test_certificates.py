@@ -15,7 +15,7 @@ from agent.certificates import (
     renewal_delay,
 )
 from agent.sds import SdsServer
-from citadel.identity import SpiffeId
+from meshcore.identity import SpiffeId
 
 HELLO = SpiffeId("default", "hello")
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)

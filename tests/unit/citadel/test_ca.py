@@ -15,8 +15,8 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from spiffe import X509Svid
 
 from citadel.ca import CertificateAuthority, CsrError, IdentityMismatchError
-from citadel.identity import IdentityError, SpiffeId
 from citadel.tokens import TokenAuthority, TokenError
+from meshcore.identity import IdentityError, SpiffeId
 from tests.support.csr import make_csr, new_key, private_pem
 
 REVIEWS = SpiffeId("default", "reviews")

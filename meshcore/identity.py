@@ -1,7 +1,9 @@
 """Workload identities as Istio spells them: `spiffe://<trust-domain>/ns/<ns>/sa/<sa>`.
 
-The CA signs, the token authority binds and the server compares identities; one parsed,
-validated value type keeps those three from disagreeing about what an identity string means.
+Citadel signs, binds and compares identities; the agent asks for its own. One parsed, validated
+value type (shared, so neither side imports the other's internals) keeps them from disagreeing
+about what an identity string means, and the two names below are the certificate API's wire
+contract as both sides use it.
 """
 
 from __future__ import annotations
@@ -46,3 +48,9 @@ class SpiffeId:
 
     def __str__(self) -> str:
         return self.uri
+
+
+# The name citadel's serving certificate carries and clients verify (Istio's istiod name).
+CONTROL_PLANE_HOST = "istiod.istio-system.svc"
+# The gRPC method of the certificate API (protos/citadel/v1/ca.proto).
+CREATE_CERTIFICATE = "/istio.v1.auth.IstioCertificateService/CreateCertificate"
