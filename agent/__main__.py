@@ -7,6 +7,7 @@ The event loop is owned by `main()` (asyncio.run); both services own their own t
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import tempfile
@@ -22,8 +23,14 @@ from agent.bootstrap import (
     build_bootstrap,
     parse_host_port,
 )
+from agent.certificates import CertificateManager
 from agent.envoy_process import EnvoyOptions, EnvoyProcess
 from agent.health import HealthServer
+from agent.sds import SdsServer
+from meshcore.identity import SpiffeId
+
+SDS_SOCKET = "sds.sock"
+RENEWAL_PORT = 8061  # citadel's mutual-TLS port for renewals
 
 _XDS_APIS = {"grpc": XdsApi.GRPC, "delta": XdsApi.DELTA_GRPC}
 
@@ -72,10 +79,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--drain-seconds", type=float, default=5.0)
     add("--run-dir", type=Path, help="bootstrap and Envoy log (default: a per-pod temp dir)")
     add("--log-level", default="info", help="Envoy's log level")
+    add("--citadel", help="citadel's CSR address host:port: get the workload certificate there")
+    add("--citadel-mtls", help="citadel's renewal (mutual TLS) address (default: port 8061)")
+    add("--citadel-root", type=Path, help="citadel's root certificate (PEM file)")
+    add("--token-file", type=Path, help="the workload's bootstrap token for citadel")
     return parser.parse_args(argv)
 
 
-def spec_from_args(args: argparse.Namespace) -> ProxySpec:
+def spec_from_args(args: argparse.Namespace, sds_socket: Path | None = None) -> ProxySpec:
     return ProxySpec(
         ip=args.ip,
         pod=args.pod,
@@ -96,10 +107,10 @@ def spec_from_args(args: argparse.Namespace) -> ProxySpec:
 
 
 async def run(args: argparse.Namespace) -> None:
-    spec = spec_from_args(args)
-    run_dir = args.run_dir or Path(
-        tempfile.gettempdir(), "mesh-agent", f"{spec.pod}.{spec.namespace}"
-    )
+    pod_dir = Path(tempfile.gettempdir(), "mesh-agent", f"{args.pod}.{args.namespace}")
+    run_dir = args.run_dir or pod_dir
+    sds_socket = run_dir / SDS_SOCKET if args.citadel else None
+    spec = spec_from_args(args, sds_socket)
     envoy = EnvoyProcess(
         build_bootstrap(spec),
         spec.admin_url,
@@ -111,12 +122,35 @@ async def run(args: argparse.Namespace) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with envoy, HealthServer(spec.ip, spec.admin_url):
+        async with contextlib.AsyncExitStack() as stack:
+            if sds_socket is not None:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                sds = await stack.enter_async_context(SdsServer(sds_socket))
+                await stack.enter_async_context(certificate_manager(args, spec, sds))
+            await stack.enter_async_context(envoy)
+            await stack.enter_async_context(HealthServer(spec.ip, spec.admin_url))
             await stop.wait()
             logging.info("stopping: draining envoy for up to %.1fs", args.drain_seconds)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+
+
+def certificate_manager(
+    args: argparse.Namespace, spec: ProxySpec, sds: SdsServer
+) -> CertificateManager:
+    """The workload's SVID from citadel: first with the bootstrap token, then renewed by mTLS."""
+    if args.citadel_root is None or args.token_file is None:
+        raise SystemExit("--citadel needs --citadel-root and --token-file")
+    host, _ = parse_host_port(args.citadel, 8060)
+    return CertificateManager(
+        args.citadel,
+        args.citadel_mtls or f"{host}:{RENEWAL_PORT}",
+        args.citadel_root.read_bytes(),
+        args.token_file.read_text().strip(),
+        SpiffeId(spec.namespace, spec.service_account),
+        sds,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

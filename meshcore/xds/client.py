@@ -108,11 +108,17 @@ class XdsClient(Generic[T]):
                 stub.DeltaAggregatedResources if self._delta else stub.StreamAggregatedResources
             )
             call = method(_drain(requests))
-            for index, type_url in enumerate(self._type_urls):
-                requests.put_nowait(self._initial_request(type_url, with_node=index == 0))
-            async for response in call:
-                self.connected = True
-                requests.put_nowait(self._handle(response))
+            try:
+                for index, type_url in enumerate(self._type_urls):
+                    requests.put_nowait(self._initial_request(type_url, with_node=index == 0))
+                async for response in call:
+                    self.connected = True
+                    requests.put_nowait(self._handle(response))
+            finally:
+                # End the request iterator and the call, so grpc's own task that feeds requests
+                # finishes too, even when this session is cancelled.
+                requests.put_nowait(None)
+                call.cancel()
 
     def _initial_request(self, type_url: str, *, with_node: bool) -> Any:
         state = self._state[type_url]
@@ -182,5 +188,5 @@ def _named(response: Any) -> list[tuple[str, Any]]:
 
 
 async def _drain(queue: asyncio.Queue[Any]) -> AsyncIterator[Any]:
-    while True:
-        yield await queue.get()
+    while (request := await queue.get()) is not None:
+        yield request

@@ -8,12 +8,17 @@ restarting Envoy. The manager asks for certificates of a few seconds so renewal 
 import asyncio
 import datetime
 import os
+import signal
 import ssl
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from envoy.config.core.v3 import base_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2 as tls_pb2
+from google.protobuf import any_pb2
 from spiffe import X509Svid
 
 from agent.bootstrap import ProxySpec, build_bootstrap
@@ -23,6 +28,8 @@ from agent.sds import SdsServer
 from citadel.server import Citadel, CitadelOptions
 from citadel.tokens import TokenAuthority
 from meshcore.identity import SpiffeId
+from meshcore.xds import types
+from meshcore.xds.client import XdsClient
 from tests.integration.mesh import allocate_block, eventually
 from tests.support.sds import sds_tls_listener
 
@@ -174,3 +181,61 @@ async def test_envoy_serves_the_citadel_certificate_and_its_renewal(
         assert manager.renewals >= 1
         assert spiffe_uris(second) == [HELLO.uri]
         assert envoy.pid == pid and envoy.restarts == 0
+
+
+@pytest.mark.envoy
+async def test_agent_cli_serves_its_citadel_certificate_over_sds(
+    citadel: Citadel, tmp_path: Path
+) -> None:
+    """`mesh-agent --citadel ...`: its SDS socket serves the workload SVID and citadel's root."""
+    ip = f"{allocate_block()}.2"
+    token_file = tmp_path / "token"
+    token_file.write_text(TokenAuthority.load_or_create(citadel.options.ca_dir).mint(HELLO))
+    root_file = tmp_path / "root.pem"
+    root_file.write_bytes(citadel.ca.root_pem)
+    run_dir = tmp_path / "run"
+    cli = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "agent", f"--ip={ip}", "--pod=hello-1", "--namespace=default"),
+        *("--service-account=hello", f"--pilot={ip}:1", "--initial-fetch-timeout=0.2"),
+        *(f"--citadel={citadel.address}", f"--citadel-mtls={citadel.mtls_address}"),
+        *(f"--citadel-root={root_file}", f"--token-file={token_file}"),
+        *("--drain-seconds=0.2", f"--run-dir={run_dir}"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    secrets: dict[str, tls_pb2.Secret] = {}
+    client: XdsClient[tls_pb2.Secret] = XdsClient(
+        f"unix:{run_dir / 'sds.sock'}",
+        base_pb2.Node(id=f"sidecar~{ip}~hello-1.default~default.svc.cluster.local"),
+        [types.SECRET],
+        _secret,
+        lambda _t, found: secrets.update(found),
+    )
+    reading = asyncio.create_task(client.run())
+    try:
+        for _ in range(100):
+            if {"default", "ROOTCA"} <= secrets.keys():
+                break
+            await asyncio.sleep(0.1)
+        assert {"default", "ROOTCA"} <= secrets.keys()
+        chain = secrets["default"].tls_certificate.certificate_chain.inline_bytes
+        leaf = leaf_of(chain)
+        uris = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert [u.value for u in uris] == [HELLO.uri]
+        roots = secrets["ROOTCA"].validation_context.trusted_ca.inline_bytes
+        assert roots == citadel.ca.root_pem
+        cli.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(cli.communicate(), 15)
+    finally:
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+        if cli.returncode is None:
+            cli.kill()
+            await cli.wait()
+    assert cli.returncode == 0, stderr.decode()
+
+
+def _secret(type_url: str, packed: any_pb2.Any) -> tuple[str, tls_pb2.Secret]:
+    secret = tls_pb2.Secret()
+    packed.Unpack(secret)
+    return secret.name, secret
