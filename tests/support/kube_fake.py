@@ -31,10 +31,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
+
+from meshcore.lifecycle import Service
 
 Object = dict[str, Any]
 TokenReviewer = Callable[[Mapping[str, Any]], Mapping[str, Any]]
@@ -263,7 +264,7 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class KubeFake:
+class KubeFake(Service):
     """The fake API server. `async with KubeFake() as kube:` then point a client at `kube.url`."""
 
     def __init__(
@@ -311,18 +312,6 @@ class KubeFake:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- what tests drive directly -----------------------------------------------------------
 
