@@ -33,9 +33,15 @@ def create_server(
     return grpc.aio.server(options=options)
 
 
-def bind(server: grpc.aio.Server, address: str) -> int:
-    """Bind an insecure port, failing loudly (grpc returns 0 instead of raising)."""
-    port = int(server.add_insecure_port(address))
+def bind(
+    server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None = None
+) -> int:
+    """Bind a port, insecure without `credentials`, failing loudly (grpc returns 0 instead of
+    raising)."""
+    if credentials is None:
+        port = int(server.add_insecure_port(address))
+    else:
+        port = int(server.add_secure_port(address, credentials))
     if port == 0:
         raise OSError(f"cannot bind gRPC server to {address}")
     return port

@@ -8,6 +8,11 @@ streams take it from there. It also feeds pilot's metrics. All of it runs on the
 
 A proxy that asks to be auto-registered in a WorkloadGroup (`pilot.registry.autoregister`) is
 reported to pilot's `AutoRegistration` when its first stream opens and when its last one closes.
+
+On the mutual-TLS port a stream is only accepted if one SPIFFE identity of the peer's client
+certificate matches the proxy's claims, as Istio checks them: the namespace of its node id and,
+when the node names one, its SERVICE_ACCOUNT. Anything else is refused with PERMISSION_DENIED.
+Plaintext streams carry no certificate and are not checked.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import grpc
+
+from meshcore.identity import IdentityError, SpiffeId
 from meshcore.xds import types
 from meshcore.xds.cache import SnapshotCache
-from meshcore.xds.status import StreamInfo
+from meshcore.xds.status import StreamError, StreamInfo
 from pilot.debounce import PushRequest
 from pilot.metrics import PilotMetrics
 from pilot.model import Proxy
@@ -59,8 +67,10 @@ class DiscoveryService:
     def on_stream_open(self, stream: StreamInfo) -> str:
         key = stream.node_id
         connection = self._connections.get(key)
+        proxy = Proxy.from_node(stream.node) if connection is None else connection.proxy
+        if stream.peer_identities is not None:
+            authorize(proxy, stream.peer_identities)
         if connection is None:
-            proxy = Proxy.from_node(stream.node)
             registration = autoregister.registration(proxy, stream.node)
             connection = self._connections[key] = _Connection(proxy, registration)
             self.cache.set(key, self._generator.full(self.context, proxy))
@@ -122,3 +132,26 @@ class DiscoveryService:
             request.reason,
             len(self._connections),
         )
+
+
+def authorize(proxy: Proxy, identities: tuple[str, ...]) -> None:
+    """Accept a peer with an identity in the proxy's namespace and service account.
+
+    Raises a PERMISSION_DENIED `StreamError` naming both sides when none matches.
+    """
+    for name in identities:
+        try:
+            identity = SpiffeId.parse(name)
+        except IdentityError:
+            continue  # a DNS name or a URI of another scheme
+        if identity.namespace != proxy.namespace:
+            continue
+        if proxy.service_account and identity.service_account != proxy.service_account:
+            continue
+        return
+    claimed = f"namespace {proxy.namespace!r}, service account {proxy.service_account!r}"
+    raise StreamError(
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"the client certificate's identities {list(identities)} do not match node "
+        f"{proxy.id!r} ({claimed})",
+    )

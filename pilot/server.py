@@ -1,4 +1,4 @@
-"""The pilot service object: xDS on 15010, monitoring on 15014, config reloads, pushes.
+"""The pilot service object: xDS on 15010 (and mTLS 15011), monitoring on 15014, pushes.
 
 `Pilot` composes the pieces and owns their lifecycles: the registry watcher and the debouncer
 run as tasks of its TaskGroup-like set, the gRPC and monitoring servers are started and
@@ -9,6 +9,10 @@ The registry pilot serves is its configured one plus the WorkloadEntries of auto
 proxies (`AutoRegistration`). Both kinds of change go through the debouncer; at push time the
 registry is rebuilt once and compared with the one last pushed, which decides between a full
 and an EDS-only push.
+
+With `mtls_port` set, the same xDS server also listens there over TLS with pilot's serving
+certificate, requiring a client certificate signed by the mesh root (Istio's 15011); the
+discovery service checks that certificate's identity against each node's claims.
 """
 
 from __future__ import annotations
@@ -57,10 +61,20 @@ class PilotOptions:
     # How long an auto-registered WorkloadEntry outlives its proxy's last stream (Istio's
     # PILOT_WORKLOAD_ENTRY_GRACE_PERIOD).
     workload_entry_grace_period: float = DEFAULT_GRACE_PERIOD
+    # Mutual-TLS xDS (Istio's 15011; None: off): pilot's serving chain and key, and the roots
+    # client certificates must chain to (all PEM).
+    mtls_port: int | None = None
+    tls_cert_chain: bytes = b""
+    tls_key: bytes = b""
+    tls_roots: bytes = b""
 
 
 class Pilot(Service):
     def __init__(self, options: PilotOptions) -> None:
+        if options.mtls_port is not None and not (
+            options.tls_cert_chain and options.tls_key and options.tls_roots
+        ):
+            raise ValueError("pilot's mTLS port needs a certificate chain, a key and roots")
         self.options = options
         self.metrics = PilotMetrics()
         self._versions = itertools.count(1)
@@ -95,6 +109,7 @@ class Pilot(Service):
         )
         self._grpc: grpc.aio.Server | None = None
         self.grpc_port = options.grpc_port
+        self.mtls_port = options.mtls_port
         self.monitoring = MonitoringServer(
             options.host, options.monitoring_port, self.metrics.registry, self._ready
         )
@@ -107,10 +122,23 @@ class Pilot(Service):
     def address(self) -> str:
         return f"{self.options.host}:{self.grpc_port}"
 
+    @property
+    def mtls_address(self) -> str | None:
+        """Where xDS is served over mutual TLS, if it is."""
+        return None if self.mtls_port is None else f"{self.options.host}:{self.mtls_port}"
+
     async def start(self) -> None:
         self._grpc = create_server()
         self.xds.add_to(self._grpc)
         self.grpc_port = bind(self._grpc, f"{self.options.host}:{self.options.grpc_port}")
+        if self.options.mtls_port is not None:
+            credentials = grpc.ssl_server_credentials(
+                [(self.options.tls_key, self.options.tls_cert_chain)],
+                root_certificates=self.options.tls_roots,
+                require_client_auth=True,
+            )
+            address = f"{self.options.host}:{self.options.mtls_port}"
+            self.mtls_port = bind(self._grpc, address, credentials)
         await self._grpc.start()
         await self.monitoring.start()
         self._tasks = [
@@ -118,8 +146,9 @@ class Pilot(Service):
             asyncio.create_task(self._config.run(), name="pilot-config"),
         ]
         log.info(
-            "pilot serving xDS on %s, monitoring on %s:%d, config from %s",
+            "pilot serving xDS on %s (mTLS: %s), monitoring on %s:%d, config from %s",
             self.address,
+            self.mtls_address or "off",
             self.options.host,
             self.monitoring.port,
             self.options.config_dir or f"galley at {self.options.galley}",

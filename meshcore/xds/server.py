@@ -89,6 +89,14 @@ def _bounded_parser(message_type: Any, limit: int) -> Callable[[bytes], Any]:
     return parse
 
 
+def _peer_identities(context: grpc.aio.ServicerContext) -> tuple[str, ...] | None:
+    """The SANs of the peer's verified client certificate, or None when it presented none."""
+    auth = context.auth_context()
+    if not auth.get("x509_pem_cert"):
+        return None
+    return tuple(name.decode() for name in auth.get("x509_subject_alternative_name", ()))
+
+
 class XdsServer:
     """Serves snapshots from a `SnapshotCache` to xDS clients; see the module docstring."""
 
@@ -139,7 +147,12 @@ class XdsServer:
         delta: bool,
         fixed_type: str | None,
     ) -> None:
-        info = StreamInfo(stream_id=next(self._ids), peer=context.peer(), delta=delta)
+        info = StreamInfo(
+            stream_id=next(self._ids),
+            peer=context.peer(),
+            delta=delta,
+            peer_identities=_peer_identities(context),
+        )
         protocol: Protocol = (DeltaProtocol if delta else SotwProtocol)(
             info, self._served_types, fixed_type
         )

@@ -4,6 +4,8 @@
 rejected: the raw material of pilot's `/debug/syncz`. `StreamCallbacks` is the narrow
 interface between the transport and a provider: the provider maps a node to a cache key and
 observes sends, ACKs and NACKs (for metrics); it never touches a stream directly.
+On a mutual-TLS port the transport also records the names in the peer's verified client
+certificate (`peer_identities`), so a provider can check them against what the node claims.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class StreamInfo:
     delta: bool
     node_id: str = ""
     node: Any = None  # envoy.config.core.v3.Node, set from the first request
+    # The subject alternative names of the peer's verified client certificate; None when the
+    # peer presented none (a plaintext port).
+    peer_identities: tuple[str, ...] | None = None
     cache_key: str = ""
     connected_at: float = field(default_factory=time.time)
     types: dict[str, TypeStatus] = field(default_factory=dict)
@@ -81,7 +86,10 @@ class StreamCallbacks(Protocol):
     """What a provider implements to serve nodes through `XdsServer`."""
 
     def on_stream_open(self, stream: StreamInfo) -> str:
-        """Accept `stream.node` and return the cache key to watch; raise InvalidNode to refuse."""
+        """Accept `stream.node` and return the cache key to watch.
+
+        Raise InvalidNode to refuse a malformed node, StreamError to refuse with another status.
+        """
         ...
 
     def on_stream_closed(self, stream: StreamInfo) -> None: ...

@@ -22,8 +22,11 @@ async def until(condition: Callable[[], bool], attempts: int = 250) -> None:
 class Client:
     """A hand-driven ADS client: push requests in, read responses out."""
 
-    def __init__(self, address: str) -> None:
-        self.channel = grpc.aio.insecure_channel(address)
+    def __init__(self, address: str, credentials: grpc.ChannelCredentials | None = None) -> None:
+        if credentials is None:
+            self.channel = grpc.aio.insecure_channel(address)
+        else:
+            self.channel = grpc.aio.secure_channel(address, credentials)
         self.queue: asyncio.Queue[discovery_pb2.DiscoveryRequest | None] = asyncio.Queue()
         stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self.channel)
         self.call = stub.StreamAggregatedResources(self._requests())
