@@ -30,6 +30,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_GRACE_PERIOD,
         help="seconds an auto-registered WorkloadEntry outlives its proxy's connection",
     )
+    parser.add_argument("--mtls-port", type=int, help="also serve xDS over mutual TLS (15011)")
+    parser.add_argument(
+        "--tls-cert", type=Path, help="pilot's certificate chain (PEM), for --mtls-port"
+    )
+    parser.add_argument("--tls-key", type=Path, help="pilot's private key (PEM), for --mtls-port")
+    parser.add_argument("--tls-roots", type=Path, help="the mesh root certificates (PEM)")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -44,8 +50,16 @@ async def run(args: argparse.Namespace) -> None:
         debounce=args.debounce,
         debounce_max=args.debounce_max,
         workload_entry_grace_period=args.workload_entry_grace_period,
+        mtls_port=args.mtls_port,
+        tls_cert_chain=_read(args.tls_cert),
+        tls_key=_read(args.tls_key),
+        tls_roots=_read(args.tls_roots),
     )
     await run_until_signalled(Pilot(options))
+
+
+def _read(path: Path | None) -> bytes:
+    return b"" if path is None else path.read_bytes()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
