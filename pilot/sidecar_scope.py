@@ -40,6 +40,7 @@ from pilot.istio_config import (
     qualify,
 )
 from pilot.model import Service, ServicePort
+from pilot.virtual_service_rules import BoundVirtualService, http_rules
 
 WILDCARD_NAMESPACE = "*"
 CURRENT_NAMESPACE = "."
@@ -80,7 +81,7 @@ class SidecarScope:
                 if not _vs_imported(vs, imports):
                     continue
                 chosen.setdefault(vs.key, vs)
-                for hostname, ports in _destinations(vs, namespace).items():
+                for hostname, ports in _destinations(vs, namespace, config).items():
                     destination = by_hostname.get(hostname)
                     if destination is not None:
                         _add(imported, _narrowed(destination, [port] if port else ports))
@@ -148,22 +149,24 @@ def _vs_imported(vs: Resource, imports: dict[str, list[str]]) -> bool:
     )
 
 
-def _destinations(vs: Resource, namespace: str) -> dict[str, list[int]]:
+def _destinations(vs: Resource, namespace: str, config: IstioConfig) -> dict[str, list[int]]:
     """The hostnames the VirtualService routes or mirrors to from `namespace`, each with the
-    ports named (`_ALL_PORTS` for a destination without one). Rules whose every match is for
-    another source namespace are skipped, as istiod skips them."""
-    spec = vs.spec
-    assert isinstance(spec, VirtualService), vs.label
+    ports named (`_ALL_PORTS` for a destination without one), delegated rules included. Rules
+    whose every match is for another source namespace are skipped, as istiod skips them."""
+    bound = BoundVirtualService.of(vs)
     found: dict[str, list[int]] = {}
-    for destination in _rule_destinations(spec, namespace):
+    for destination in _rule_destinations(bound, config, namespace):
         hostname = qualify(destination.host, vs.metadata.namespace)
         port = destination.port.number if destination.port is not None else None
         found.setdefault(hostname, []).append(port or _ALL_PORTS)
     return found
 
 
-def _rule_destinations(spec: VirtualService, namespace: str) -> Iterator[Destination]:
-    for http in spec.http or ():
+def _rule_destinations(
+    vs: BoundVirtualService, config: IstioConfig, namespace: str
+) -> Iterator[Destination]:
+    spec = vs.spec
+    for http in http_rules(vs, config):
         if _for_namespace((m.source_namespace for m in http.match or ()), namespace):
             yield from (r.destination for r in http.route or ())
             yield from (m.destination for m in http.mirrors or ())

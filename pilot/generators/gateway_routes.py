@@ -37,9 +37,9 @@ from pilot.generators.gateways import (
 )
 from pilot.generators.http_routes import RouteContext, is_catch_all, virtual_service_routes
 from pilot.generators.routes import MAX_DIRECT_RESPONSE_BODY
-from pilot.generators.virtual_services import BoundVirtualService
 from pilot.model import ProxyView
 from pilot.push_context import PushContext
+from pilot.virtual_service_rules import BoundVirtualService
 
 BLACKHOLE_HOST: Final = "blackhole"
 

@@ -46,10 +46,10 @@ from pilot.generators.listeners import TLS_INSPECTOR_FILTER
 from pilot.generators.proto import pack, socket_address
 from pilot.generators.tcp_routes import route_chain, without_repeated_matches
 from pilot.generators.traffic_policy import TLS_TRANSPORT_SOCKET
-from pilot.generators.virtual_services import BoundVirtualService
 from pilot.istio_config import hosts_match, qualify_gateway
 from pilot.model import NodeType, Protocol, ProxyView
 from pilot.push_context import PushContext
+from pilot.virtual_service_rules import BoundVirtualService
 
 WILDCARD_HOST: Final = "*"
 

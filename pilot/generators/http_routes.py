@@ -1,11 +1,12 @@
 """VirtualService HTTP rules as Envoy routes, the way istiod builds them for sidecars and gateways.
 
 `virtual_service_routes` is istiod's `BuildHTTPRoutesForVirtualService`: every HTTP rule (a
-`delegate` rule stands for its delegate's rules, merged with it by `virtual_services.http_rules`)
-gives one Envoy route per match that applies to this sidecar on this port (a rule without matches
-is a catch-all, and nothing after a catch-all is emitted). The action is a redirect, a direct
-response or a route to clusters with its timeout, retries, rewrites, mirrors and header changes;
-fault injection and CORS travel as per-route config of the HCM's fault and CORS filters.
+`delegate` rule stands for its delegate's rules, merged with it by
+`virtual_service_rules.http_rules`) gives one Envoy route per match that applies to this sidecar
+on this port (a rule without matches is a catch-all, and nothing after a catch-all is emitted).
+The action is a redirect, a direct response or a route to clusters with its timeout, retries,
+rewrites, mirrors and header changes; fault injection and CORS travel as per-route config of
+the HCM's fault and CORS filters.
 
 `default_route` is the route of a service no VirtualService routes, with the same defaults
 (no timeout, istiod's default retry policy), so both kinds of route behave alike.
@@ -47,13 +48,10 @@ from pilot.generators.route_policies import (
     retry_policy,
     string_matcher,
 )
-from pilot.generators.virtual_services import (
-    BoundVirtualService,
-    destination_cluster,
-    http_rules,
-)
+from pilot.generators.virtual_services import destination_cluster
 from pilot.istio_config import MESH_GATEWAY, qualify, qualify_gateway
 from pilot.push_context import PushContext
+from pilot.virtual_service_rules import BoundVirtualService, http_rules
 
 DEFAULT_ROUTE: Final = "default"
 NO_TIMEOUT: Final = duration_pb2.Duration()

@@ -45,14 +45,11 @@ from pilot.generators.http_routes import (
     default_route,
     virtual_service_routes,
 )
-from pilot.generators.virtual_services import (
-    BoundVirtualService,
-    http_owner,
-    mesh_virtual_services,
-)
+from pilot.generators.virtual_services import http_owner, mesh_virtual_services
 from pilot.istio_config import hosts_match
 from pilot.model import CLUSTER_DOMAIN, NodeType, ProxyView, Service
 from pilot.push_context import PushContext
+from pilot.virtual_service_rules import BoundVirtualService
 
 ALLOW_ANY: Final = "allow_any"
 BLOCK_ALL: Final = "block_all"

@@ -36,10 +36,11 @@ from meshconfig.networking.virtual_service import (
 from pilot.generators import names
 from pilot.generators.filters import TCP_PROXY, tcp_proxy
 from pilot.generators.proto import pack
-from pilot.generators.virtual_services import BoundVirtualService, destination_cluster
+from pilot.generators.virtual_services import destination_cluster
 from pilot.istio_config import MESH_GATEWAY, qualify
 from pilot.model import Protocol, Service, ServicePort
 from pilot.push_context import PushContext
+from pilot.virtual_service_rules import BoundVirtualService
 
 FilterChain = listener_components_pb2.FilterChain
 TLS_PROTOCOLS: Final = frozenset({Protocol.HTTPS, Protocol.TLS})
