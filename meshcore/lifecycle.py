@@ -7,6 +7,7 @@ protocol once. `run_until_signalled` is the whole of a service's CLI main loop.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import gc
@@ -17,14 +18,14 @@ from types import TracebackType
 from typing import Any, Self
 
 
-class Service:
+class Service(abc.ABC):
     """Subclasses implement `start` and `stop`; `async with` calls them."""
 
-    async def start(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def start(self) -> None: ...
 
-    async def stop(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def stop(self) -> None: ...
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -77,19 +77,19 @@ class DiscoveryService:
             if registration is not None and self._registrations is not None:
                 self._registrations.connect(key, registration)
         connection.streams.add(stream.stream_id)
-        self._metrics.connected.set(sum(len(c.streams) for c in self._connections.values()))
+        self._metrics.connected.inc()  # counted per stream, not by walking every connection
         return key
 
     def on_stream_closed(self, stream: StreamInfo) -> None:
         connection = self._connections.get(stream.cache_key)
-        if connection is not None:
+        if connection is not None and stream.stream_id in connection.streams:
             connection.streams.discard(stream.stream_id)
+            self._metrics.connected.dec()
             if not connection.streams:
                 del self._connections[stream.cache_key]
                 self.cache.delete(stream.cache_key)
                 if connection.registration is not None and self._registrations is not None:
                     self._registrations.disconnect(stream.cache_key, connection.registration)
-        self._metrics.connected.set(sum(len(c.streams) for c in self._connections.values()))
 
     def on_response_sent(
         self, stream: StreamInfo, type_url: str, resource_count: int, seconds: float
