@@ -7,7 +7,6 @@ The event loop is owned by `main()` (asyncio.run); both services own their own t
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import tempfile
@@ -20,16 +19,12 @@ from agent.bootstrap import (
     ProxySpec,
     ProxyType,
     XdsApi,
-    build_bootstrap,
     parse_host_port,
 )
-from agent.certificates import CertificateManager
-from agent.envoy_process import EnvoyOptions, EnvoyProcess
+from agent.envoy_process import EnvoyOptions
 from agent.health import HealthServer
-from agent.sds import SdsServer
-from meshcore.identity import SpiffeId
+from agent.workload import CitadelAccess, WorkloadProxy
 
-SDS_SOCKET = "sds.sock"
 RENEWAL_PORT = 8061  # citadel's mutual-TLS port for renewals
 
 _XDS_APIS = {"grpc": XdsApi.GRPC, "delta": XdsApi.DELTA_GRPC}
@@ -83,10 +78,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--citadel-mtls", help="citadel's renewal (mutual TLS) address (default: port 8061)")
     add("--citadel-root", type=Path, help="citadel's root certificate (PEM file)")
     add("--token-file", type=Path, help="the workload's bootstrap token for citadel")
+    add(
+        "--pilot-mtls",
+        action="store_true",
+        help="reach pilot (its mTLS port, 15011) with the workload certificate; needs --citadel",
+    )
     return parser.parse_args(argv)
 
 
-def spec_from_args(args: argparse.Namespace, sds_socket: Path | None = None) -> ProxySpec:
+def spec_from_args(args: argparse.Namespace) -> ProxySpec:
     return ProxySpec(
         ip=args.ip,
         pod=args.pod,
@@ -103,32 +103,26 @@ def spec_from_args(args: argparse.Namespace, sds_socket: Path | None = None) -> 
         mesh_id=args.mesh_id,
         initial_fetch_timeout=args.initial_fetch_timeout,
         auto_register_group=args.auto_register,
+        pilot_mtls=args.pilot_mtls,
     )
 
 
 async def run(args: argparse.Namespace) -> None:
     pod_dir = Path(tempfile.gettempdir(), "mesh-agent", f"{args.pod}.{args.namespace}")
     run_dir = args.run_dir or pod_dir
-    sds_socket = run_dir / SDS_SOCKET if args.citadel else None
-    spec = spec_from_args(args, sds_socket)
-    envoy = EnvoyProcess(
-        build_bootstrap(spec),
-        spec.admin_url,
+    spec = spec_from_args(args)
+    proxy = WorkloadProxy(
+        spec,
         run_dir,
         EnvoyOptions(log_level=args.log_level, drain_seconds=args.drain_seconds),
+        citadel_access(args),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with contextlib.AsyncExitStack() as stack:
-            if sds_socket is not None:
-                run_dir.mkdir(parents=True, exist_ok=True)
-                sds = await stack.enter_async_context(SdsServer(sds_socket))
-                await stack.enter_async_context(certificate_manager(args, spec, sds))
-            await stack.enter_async_context(envoy)
-            await stack.enter_async_context(HealthServer(spec.ip, spec.admin_url))
+        async with proxy, HealthServer(spec.ip, spec.admin_url):
             await stop.wait()
             logging.info("stopping: draining envoy for up to %.1fs", args.drain_seconds)
     finally:
@@ -136,20 +130,21 @@ async def run(args: argparse.Namespace) -> None:
             loop.remove_signal_handler(signum)
 
 
-def certificate_manager(
-    args: argparse.Namespace, spec: ProxySpec, sds: SdsServer
-) -> CertificateManager:
-    """The workload's SVID from citadel: first with the bootstrap token, then renewed by mTLS."""
+def citadel_access(args: argparse.Namespace) -> CitadelAccess | None:
+    """How to get the workload's SVID from citadel: first with the bootstrap token, then
+    renewed over mutual TLS; None without --citadel."""
+    if not args.citadel:
+        if args.pilot_mtls:
+            raise SystemExit("--pilot-mtls needs --citadel (the certificate it presents)")
+        return None
     if args.citadel_root is None or args.token_file is None:
         raise SystemExit("--citadel needs --citadel-root and --token-file")
     host, _ = parse_host_port(args.citadel, 8060)
-    return CertificateManager(
+    return CitadelAccess(
         args.citadel,
         args.citadel_mtls or f"{host}:{RENEWAL_PORT}",
         args.citadel_root.read_bytes(),
         args.token_file.read_text().strip(),
-        SpiffeId(spec.namespace, spec.service_account),
-        sds,
     )
 
 

@@ -5,7 +5,8 @@ only names the node the way Istio does (pilot keys its per-proxy view on it; a w
 announces a WorkloadGroup with `AUTO_REGISTER_GROUP` is registered by pilot), points ADS at
 pilot, and adds the fixed static pieces: the admin interface on 15000, the Prometheus stats
 listener on 15090 and, when the agent serves SDS, the `sds-grpc` cluster reaching its Unix
-socket (the secrets pilot's ISTIO_MUTUAL configuration names come from there). Every port
+socket (the secrets pilot's mutual TLS configuration names come from there, and with
+`pilot_mtls` the certificate the proxy presents to pilot's port 15011). Every port
 is bound to the workload's own address, so many Envoys share one host with Istio's fixed
 ports. A pure function of a `ProxySpec`: no tasks, no I/O.
 """
@@ -17,6 +18,8 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+from meshcore.identity import CONTROL_PLANE_HOST
+
 ADMIN_PORT = 15000
 STATS_PORT = 15090
 PILOT_PORT = 15010
@@ -27,6 +30,7 @@ STATS_CLUSTER = "prometheus_stats"
 _PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _ROUTER = "envoy.extensions.filters.http.router.v3.Router"
+_UPSTREAM_TLS = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 
 
 class ProxyType(StrEnum):
@@ -71,6 +75,9 @@ class ProxySpec:
     auto_register_group: str = ""
     # The agent's SDS Unix socket; None: no `sds-grpc` cluster (no mesh certificates).
     sds_socket: str | None = None
+    # Reach pilot over mutual TLS (its port 15011) with the workload certificate from SDS,
+    # verifying pilot as istiod against the mesh root.
+    pilot_mtls: bool = False
 
     @property
     def node_id(self) -> str:
@@ -96,7 +103,9 @@ def parse_host_port(address: str, default_port: int) -> tuple[str, int]:
 
 def build_bootstrap(spec: ProxySpec) -> dict[str, Any]:
     """The bootstrap as plain JSON-ready data (Envoy's v3 Bootstrap schema)."""
-    clusters = [_xds_cluster(spec.pilot), _stats_cluster(spec.ip)]
+    if spec.pilot_mtls and spec.sds_socket is None:
+        raise ValueError("mutual TLS to pilot needs the workload certificate (sds_socket)")
+    clusters = [_xds_cluster(spec.pilot, spec.pilot_mtls), _stats_cluster(spec.ip)]
     if spec.sds_socket is not None:
         clusters.append(_sds_cluster(spec.sds_socket))
     ads = {
@@ -144,10 +153,12 @@ def _node_metadata(spec: ProxySpec) -> dict[str, Any]:
         metadata["HTTP_PROXY_PORT"] = str(spec.http_proxy_port)
     if spec.auto_register_group:
         metadata["AUTO_REGISTER_GROUP"] = spec.auto_register_group
+    if spec.sds_socket is not None:
+        metadata["SDS"] = "true"  # pilot may configure mutual TLS: this agent serves certificates
     return metadata
 
 
-def _xds_cluster(pilot: str) -> dict[str, Any]:
+def _xds_cluster(pilot: str, mtls: bool) -> dict[str, Any]:
     host, port = parse_host_port(pilot, PILOT_PORT)
     http2 = {"connection_keepalive": {"interval": "30s", "timeout": "10s"}}
     cluster: dict[str, Any] = {
@@ -160,7 +171,41 @@ def _xds_cluster(pilot: str) -> dict[str, Any]:
     }
     if not _is_ip(host):
         cluster["dns_lookup_family"] = "V4_PREFERRED"
+    if mtls:
+        cluster["transport_socket"] = _pilot_mtls()
     return cluster
+
+
+def _pilot_mtls() -> dict[str, Any]:
+    """The workload certificate from the agent's SDS (`default`), and pilot verified as
+    istiod (its DNS SAN, also sent as SNI) against the mesh root (`ROOTCA`)."""
+    sds = {
+        "sds_config": {
+            "api_config_source": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": SDS_CLUSTER}}],
+            },
+            "resource_api_version": "V3",
+        }
+    }
+    context = {
+        "@type": _type_url(_UPSTREAM_TLS),
+        "sni": CONTROL_PLANE_HOST,
+        "common_tls_context": {
+            "tls_certificate_sds_secret_configs": [{"name": "default", **sds}],
+            "combined_validation_context": {
+                "default_validation_context": {
+                    "match_typed_subject_alt_names": [
+                        {"san_type": "DNS", "matcher": {"exact": CONTROL_PLANE_HOST}}
+                    ]
+                },
+                "validation_context_sds_secret_config": {"name": "ROOTCA", **sds},
+            },
+            "alpn_protocols": ["h2"],
+        },
+    }
+    return {"name": "envoy.transport_sockets.tls", "typed_config": context}
 
 
 def _stats_cluster(ip: str) -> dict[str, Any]:

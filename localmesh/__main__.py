@@ -21,6 +21,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     up.add_argument("config_dir", type=Path, help="ServiceEntry + WorkloadEntry YAML")
     up.add_argument("--run-dir", type=Path, default=Path("run"), help="bootstraps and logs")
     up.add_argument("--pilot-host", default="127.0.0.1")
+    up.add_argument("--citadel-host", default="127.0.0.2", help="citadel's own loopback address")
     up.add_argument("--log-level", default="WARNING")
     return parser.parse_args(argv)
 
@@ -30,9 +31,16 @@ async def up(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with LocalMesh(args.config_dir, args.run_dir, pilot_host=args.pilot_host) as mesh:
+    mesh = LocalMesh(
+        args.config_dir, args.run_dir, pilot_host=args.pilot_host, citadel_host=args.citadel_host
+    )
+    async with mesh:
         monitoring = f"http://{mesh.pilot.options.host}:{mesh.pilot.monitoring.port}"
-        print(f"pilot: xDS {mesh.pilot.address}, debug {monitoring}/debug/syncz")
+        print(
+            f"pilot: xDS {mesh.pilot.address} (mTLS {mesh.pilot.mtls_address}), "
+            f"debug {monitoring}/debug/syncz"
+        )
+        print(f"citadel: CSR service {mesh.citadel.address}, CA in {args.run_dir / 'ca'}")
         not_ready = await mesh.wait_ready()
         for pod in mesh.pods:
             ports = ",".join(map(str, pod.app_ports))

@@ -42,5 +42,7 @@ class DemoApp(Service):
             "method": request.method,
             "x-forwarded-proto": request.headers.get("x-forwarded-proto", ""),
             "x-request-id": request.headers.get("x-request-id", ""),
+            # The caller's identity, when its sidecar reached ours over mutual TLS.
+            "x-forwarded-client-cert": request.headers.get("x-forwarded-client-cert", ""),
         }
         return web.Response(text=f"hello from {self.workload}\n{json.dumps(body)}\n")

@@ -1,4 +1,5 @@
-"""`LocalMesh`: pilot, a sidecar per WorkloadEntry and a demo app per served port, in one process.
+"""`LocalMesh`: citadel, pilot, a sidecar per WorkloadEntry and a demo app per served port, in
+one process.
 
 The directory is the mesh: its ServiceEntries and WorkloadEntries are pilot's registry, and
 every WorkloadEntry becomes a running "pod": an Envoy sidecar (supervised, with its readiness
@@ -7,6 +8,12 @@ serves, the demo application listening on the pod's private application address.
 is the WorkloadEntry annotation `localmesh.pymesh.dev/app-address` if present, otherwise the
 pod address with the second octet raised by one (127.10.0.2 -> 127.11.0.2): only the sidecar
 forwards there, as only a pod's sidecar reaches its localhost.
+
+Every hop is mutual TLS, as in an Istio mesh: each sidecar's agent gets its workload
+certificate from citadel (a bootstrap token minted for the pod's service account, renewals over
+mTLS) and serves it to Envoy over SDS; Envoy reaches pilot on 15011 with it, and pilot's auto
+mTLS makes sidecar-to-sidecar traffic mutual TLS. Citadel keeps its CA under the run directory,
+so a restarted mesh keeps its root.
 """
 
 from __future__ import annotations
@@ -14,16 +21,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import yaml
 
-from agent.bootstrap import ProxySpec, build_bootstrap
-from agent.envoy_process import EnvoyOptions, EnvoyProcess
+from agent.bootstrap import ProxySpec
+from agent.envoy_process import EnvoyOptions
 from agent.health import HealthServer
+from agent.workload import CitadelAccess, WorkloadProxy
+from citadel.server import Citadel, CitadelOptions
 from localmesh.demo_app import DemoApp
+from meshcore.identity import CONTROL_PLANE_HOST, SpiffeId
 from meshcore.lifecycle import Service
 from pilot.config_files import load_config_directory
 from pilot.model import WorkloadInstance
@@ -32,6 +43,7 @@ from pilot.server import Pilot, PilotOptions
 
 APP_ADDRESS_ANNOTATION = "localmesh.pymesh.dev/app-address"
 HTTP_PROXY_PORT = 15080
+PILOT_MTLS_PORT = 15011
 
 
 @dataclass
@@ -42,6 +54,7 @@ class Pod:
     app_address: str
     app_ports: tuple[int, ...]
     services: tuple[str, ...]  # "host:port" of the service ports it serves
+    proxy: WorkloadProxy | None = None
     health: HealthServer | None = None
     apps: list[DemoApp] = field(default_factory=list)
 
@@ -103,22 +116,32 @@ class LocalMesh(Service):
         run_dir: Path,
         *,
         pilot_host: str = "127.0.0.1",
+        citadel_host: str = "127.0.0.2",
         envoy_options: EnvoyOptions | None = None,
     ) -> None:
         self.config_dir = config_dir
         self.run_dir = run_dir
-        self.pilot = Pilot(PilotOptions(config_dir=config_dir, host=pilot_host))
+        # The CA directory outlives the run: the mesh keeps its root across restarts.
+        self.citadel = Citadel(CitadelOptions(ca_dir=run_dir / "ca", host=citadel_host))
+        self._pilot_host = pilot_host
+        self._pilot: Pilot | None = None  # made once citadel has its CA: pilot needs a cert
         self.pods = plan_pods(config_dir)
         self._envoy_options = envoy_options or EnvoyOptions(
             log_level="warning", concurrency=1, drain_seconds=1.0
         )
         self._pod_stacks: list[contextlib.AsyncExitStack] = []
-        self._pilot_started = False
+        self._started: list[Service] = []
+        # SDS sockets live here: Unix socket paths must stay short, run directories need not.
+        self._sockets: tempfile.TemporaryDirectory[str] | None = None
 
     async def start(self) -> None:
         try:
-            await self.pilot.start()
-            self._pilot_started = True
+            self._sockets = tempfile.TemporaryDirectory(prefix="localmesh-sds-")
+            await self.citadel.start()
+            self._started.append(self.citadel)
+            self._pilot = self._make_pilot()
+            await self._pilot.start()
+            self._started.append(self._pilot)
             for pod in self.pods:
                 stack = contextlib.AsyncExitStack()
                 self._pod_stacks.append(stack)
@@ -127,13 +150,36 @@ class LocalMesh(Service):
             await self.stop()
             raise
 
+    @property
+    def pilot(self) -> Pilot:
+        if self._pilot is None:
+            raise RuntimeError("the local mesh is not started")
+        return self._pilot
+
+    def _make_pilot(self) -> Pilot:
+        """Pilot on 15010, and on 15011 with a serving certificate from citadel's CA."""
+        ca = self.citadel.ca
+        serving = ca.server_credentials(CONTROL_PLANE_HOST, self._pilot_host)
+        options = PilotOptions(
+            config_dir=self.config_dir,
+            host=self._pilot_host,
+            mtls_port=PILOT_MTLS_PORT,
+            tls_cert_chain=serving.chain_pem,
+            tls_key=serving.key_pem,
+            tls_roots=ca.root_pem,
+        )
+        return Pilot(options)
+
     async def stop(self) -> None:
         """Stop every pod at once (each drains its Envoy), then pilot."""
         stacks, self._pod_stacks = self._pod_stacks, []
         await asyncio.gather(*(stack.aclose() for stack in stacks))
-        if self._pilot_started:
-            self._pilot_started = False
-            await self.pilot.stop()
+        started, self._started = self._started, []
+        for service in reversed(started):
+            await service.stop()
+        if self._sockets is not None:
+            self._sockets.cleanup()
+            self._sockets = None
 
     async def _start_pod(self, pod: Pod, stack: contextlib.AsyncExitStack) -> None:
         workload = pod.workload
@@ -141,23 +187,33 @@ class LocalMesh(Service):
             app = DemoApp(workload.name, pod.app_address, port)
             await stack.enter_async_context(app)
             pod.apps.append(app)
+        assert self.pilot.mtls_address is not None and self._sockets is not None
         spec = ProxySpec(
             ip=workload.address,
             pod=workload.name,
             namespace=workload.namespace,
-            pilot=self.pilot.address,
+            pilot=self.pilot.mtls_address,
+            pilot_mtls=True,
             service_account=workload.service_account or "default",
             labels=dict(workload.labels),
             http_proxy_port=HTTP_PROXY_PORT,
             app_address=pod.app_address,
         )
-        envoy = EnvoyProcess(
-            build_bootstrap(spec),
-            spec.admin_url,
+        identity = SpiffeId(spec.namespace, spec.service_account)
+        citadel = CitadelAccess(
+            self.citadel.address,
+            self.citadel.mtls_address,
+            self.citadel.ca.root_pem,
+            self.citadel.tokens.mint(identity),
+        )
+        pod.proxy = WorkloadProxy(
+            spec,
             self.run_dir / f"{workload.name}.{workload.namespace}",
             self._envoy_options,
+            citadel,
+            Path(self._sockets.name, f"{workload.name}.{workload.namespace}.sock"),
         )
-        await stack.enter_async_context(envoy)
+        await stack.enter_async_context(pod.proxy)
         pod.health = HealthServer(spec.ip, spec.admin_url)
         await stack.enter_async_context(pod.health)
 

@@ -36,6 +36,10 @@ PILOT_KINDS = (
             "Sidecar",
         )
     ),
+    *(
+        f"security.istio.io/{kind}"
+        for kind in ("PeerAuthentication", "RequestAuthentication", "AuthorizationPolicy")
+    ),
     "core/Service",
     "core/Endpoints",
     "discovery.k8s.io/EndpointSlice",

@@ -7,7 +7,8 @@ sees (exportTo, the gateways they bind to), which DestinationRule applies to a h
 namespace (the client's namespace first, then the host's, then the root namespace), which
 Sidecar applies to a workload (one selecting its labels in its namespace, then its namespace's
 Sidecar without selector, then the root namespace's), and how a short host name in a resource
-becomes a fully qualified one.
+becomes a fully qualified one. The security.istio.io policies come along as `security`
+(`security_policies`).
 """
 
 from __future__ import annotations
@@ -20,14 +21,19 @@ from typing import Any
 from meshconfig import Resource
 from meshconfig.networking.sidecar import Sidecar
 from pilot.model import CLUSTER_DOMAIN
+from pilot.security_policies import ROOT_NAMESPACE, SecurityPolicies
 
 NETWORKING = "networking.istio.io"
 KINDS = ("VirtualService", "DestinationRule", "Gateway", "Sidecar")
 SECRET = "core/Secret"
 # The kinds read, by `Kind.id`, in the order of IstioConfig's fields.
 _KIND_IDS = (*(f"{NETWORKING}/{kind}" for kind in KINDS), SECRET)
+# The security.istio.io kinds, in the order of SecurityPolicies' fields.
+_SECURITY_KIND_IDS = tuple(
+    f"security.istio.io/{kind}"
+    for kind in ("PeerAuthentication", "RequestAuthentication", "AuthorizationPolicy")
+)
 MESH_GATEWAY = "mesh"
-ROOT_NAMESPACE = "istio-system"
 
 
 def qualify(host: str, namespace: str) -> str:
@@ -86,6 +92,7 @@ class IstioConfig:
     gateways: tuple[Resource, ...] = ()
     sidecars: tuple[Resource, ...] = ()
     secrets: tuple[Resource, ...] = ()
+    security: SecurityPolicies = field(default_factory=SecurityPolicies)
     # Sidecars by namespace (in key order) and by `config_key`: every proxy looks its one up.
     _sidecars_in: Mapping[str, tuple[Resource, ...]] = field(init=False, compare=False)
     _sidecar_by_key: Mapping[str, Resource] = field(init=False, compare=False)
@@ -104,12 +111,17 @@ class IstioConfig:
 
     @classmethod
     def from_resources(cls, resources: Iterable[Resource]) -> IstioConfig:
-        by_kind: dict[str, list[Resource]] = {kind_id: [] for kind_id in _KIND_IDS}
+        by_kind: dict[str, list[Resource]] = {k: [] for k in (*_KIND_IDS, *_SECURITY_KIND_IDS)}
         for resource in resources:
             found = by_kind.get(resource.kind.id)
             if found is not None:
                 found.append(resource)
-        return cls(*(tuple(sorted(by_kind[k], key=lambda r: r.key)) for k in _KIND_IDS))
+        ordered = {k: tuple(sorted(found, key=lambda r: r.key)) for k, found in by_kind.items()}
+        security = SecurityPolicies(*(ordered[k] for k in _SECURITY_KIND_IDS))
+        virtual_services, destination_rules, gateways, sidecars, secrets = (
+            ordered[k] for k in _KIND_IDS
+        )
+        return cls(virtual_services, destination_rules, gateways, sidecars, secrets, security)
 
     def virtual_services_for(self, namespace: str, gateway: str = MESH_GATEWAY) -> list[Resource]:
         """VirtualServices visible from `namespace` and bound to `gateway`, oldest key first."""

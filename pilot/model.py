@@ -111,6 +111,12 @@ class ServicePort:
     target_port: int | None = None
 
 
+TLS_MODE_LABEL: Final = "security.istio.io/tlsMode"
+"""The label Istio's injector puts on a workload with a sidecar; `istio` means it takes mTLS."""
+ISTIO_TLS_MODE: Final = "istio"
+DISABLED_TLS_MODE: Final = "disabled"
+
+
 @dataclass(frozen=True, slots=True)
 class WorkloadInstance:
     """A workload: a WorkloadEntry, an endpoint written inline in a ServiceEntry, a Kubernetes
@@ -128,10 +134,15 @@ class WorkloadInstance:
     # False: not (yet) serving, so kept out of other proxies' endpoints, while the workload's
     # own proxy still gets its inbound configuration (a Kubernetes pod that is not ready).
     ready: bool = True
+    # Its label security.istio.io/tlsMode when set; otherwise Istio's defaults: `istio` for a
+    # WorkloadEntry with a service account (`registry.convert`), `disabled` for a pod.
+    tls_mode: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", frozen_map(self.labels))
         object.__setattr__(self, "ports", frozen_map(self.ports))
+        if not self.tls_mode:
+            object.__setattr__(self, "tls_mode", self.labels.get(TLS_MODE_LABEL, DISABLED_TLS_MODE))
 
     def endpoint_port(self, port: ServicePort) -> int:
         """Where this workload receives traffic for a service port."""
@@ -178,6 +189,9 @@ class Endpoint:
     # The workload's labels, which DestinationRule subsets select by; not part of the hash
     # (a mapping is not hashable), but part of equality.
     labels: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # Whether the endpoint accepts Istio mutual TLS (auto mTLS sends it there): its workload's
+    # TLS mode is `istio` and its PeerAuthentication does not DISABLE mTLS on the port.
+    istio_mtls: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", frozen_map(self.labels))
@@ -231,12 +245,15 @@ class ProxyView:
     holds that Sidecar's `<namespace>/<name>` (empty when none applies), and through
     VirtualService `sourceLabels` matches, so it holds the labels those matches read (none
     in most meshes): all sidecars of a namespace under the same Sidecar share one view.
+    Whether the proxy has a workload certificate (`sds`) decides if its clusters use mutual
+    TLS.
     """
 
     type: NodeType
     namespace: str
     labels: tuple[tuple[str, str], ...] = ()
     sidecar: str = ""
+    sds: bool = False
 
 
 _METADATA_STRING_KEYS: Final = (
@@ -248,7 +265,9 @@ _METADATA_STRING_KEYS: Final = (
     "NAME",
     "CLUSTER_ID",
     "GENERATOR",
+    "SDS",
 )
+
 
 GRPC_GENERATOR: Final = "grpc"
 """Node metadata GENERATOR of Istio's proxyless gRPC clients (`generators.grpc_proxyless`)."""
@@ -273,6 +292,9 @@ class Proxy:
     name: str = ""
     cluster_id: str = ""
     generator: str = ""  # metadata GENERATOR: which config generator serves the node
+    # Metadata SDS "true" (Istio 1.x's flag): the agent serves the workload certificate over
+    # SDS. A proxy without one gets no mutual TLS, which it could neither offer nor accept.
+    sds: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", frozen_map(self.labels))
@@ -286,8 +308,9 @@ class Proxy:
     def view(self) -> ProxyView:
         """The view without a Sidecar; `PushContext.view_for` adds the one that applies."""
         if self.type is NodeType.ROUTER:
-            return ProxyView(self.type, self.namespace, tuple(sorted(self.labels.items())))
-        return ProxyView(self.type, self.namespace)
+            labels = tuple(sorted(self.labels.items()))
+            return ProxyView(self.type, self.namespace, labels, sds=self.sds)
+        return ProxyView(self.type, self.namespace, sds=self.sds)
 
     @property
     def ip_addresses(self) -> tuple[str, ...]:
@@ -335,6 +358,7 @@ class Proxy:
             name=meta.strings.get("NAME", ""),
             cluster_id=meta.strings.get("CLUSTER_ID", ""),
             generator=meta.strings.get("GENERATOR", ""),
+            sds=meta.strings.get("SDS", "") == "true",
         )
 
 

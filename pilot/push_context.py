@@ -19,6 +19,7 @@ from typing import Any
 
 from pilot.istio_config import IstioConfig, config_key
 from pilot.model import (
+    ISTIO_TLS_MODE,
     Endpoint,
     NodeType,
     Proxy,
@@ -26,10 +27,12 @@ from pilot.model import (
     Resolution,
     Service,
     ServiceInstance,
+    ServicePort,
     WorkloadInstance,
     is_ip,
 )
 from pilot.registry import RegistrySnapshot
+from pilot.security_policies import MtlsMode
 from pilot.sidecar_scope import SidecarScope
 
 
@@ -53,6 +56,7 @@ class PushContext:
     def build(
         cls, registry: RegistrySnapshot, version: str, config: IstioConfig | None = None
     ) -> PushContext:
+        config = config or IstioConfig()
         services = tuple(sorted(registry.services, key=lambda s: s.hostname))
         workloads_by_namespace: dict[str, list[WorkloadInstance]] = defaultdict(list)
         for workload in registry.workloads:
@@ -63,15 +67,16 @@ class PushContext:
         for service in services:
             backing = _backing_workloads(service, workloads_by_namespace[service.namespace])
             for port in service.ports:
+                port_endpoints = []
                 for workload in backing:
-                    endpoint = Endpoint.of(workload, port)
+                    endpoint = _mtls_marked(workload, port, service, config)
                     instances[endpoint.address].append(ServiceInstance(service, port, endpoint))
-                port_endpoints = [Endpoint.of(w, port) for w in backing if w.ready]
+                    if workload.ready:
+                        port_endpoints.append(endpoint)
                 if service.resolution is Resolution.STATIC:
                     # EDS carries IPs only; a named workload is reachable through DNS services.
                     port_endpoints = [e for e in port_endpoints if is_ip(e.address)]
                 endpoints[service.hostname, port.number] = tuple(sorted(port_endpoints, key=_order))
-        config = config or IstioConfig()
         return cls(
             version=version,
             services=services,
@@ -132,6 +137,20 @@ def _source_label_keys(config: IstioConfig) -> frozenset[str]:
         for match in (m for rule in spec.http or () for m in rule.match or ()):
             keys.update(match.source_labels or {})
     return frozenset(keys)
+
+
+def _mtls_marked(
+    workload: WorkloadInstance, port: ServicePort, service: Service, config: IstioConfig
+) -> Endpoint:
+    """The workload's endpoint for `port`, marked as accepting Istio mutual TLS if its TLS
+    mode is `istio` and its PeerAuthentication does not disable mTLS on the port."""
+    endpoint = Endpoint.of(workload, port)
+    if workload.tls_mode != ISTIO_TLS_MODE:
+        return endpoint
+    mtls = config.security.peer_mtls(service.namespace, endpoint.labels)
+    if mtls.for_port(endpoint.port) is MtlsMode.DISABLE:
+        return endpoint
+    return replace(endpoint, istio_mtls=True)
 
 
 def _backing_workloads(

@@ -42,13 +42,12 @@ def outbound_clusters(ctx: PushContext, view: ProxyView) -> list[cluster_pb2.Clu
     for service in ctx.services_for(view):
         rule = traffic_policy.destination_rule(ctx, service.hostname, view.namespace)
         subsets: tuple[Subset | None, ...] = (None,)
-        identities: tuple[str, ...] = ()
         if rule is not None:
             subsets += tuple(rule.spec.subsets or ())
-            identities = _identities(ctx, service)
+        identities = _identities(ctx, service)
         for port in service.ports:
             for subset in subsets:
-                cluster = _outbound(ctx, service, port, rule, identities, subset)
+                cluster = _outbound(ctx, view, service, port, rule, identities, subset)
                 if cluster is not None:
                     clusters.append(cluster)
     return sorted(clusters, key=lambda c: c.name)
@@ -107,6 +106,7 @@ def passthrough_cluster() -> cluster_pb2.Cluster:
 
 def _outbound(
     ctx: PushContext,
+    view: ProxyView,
     service: Service,
     port: ServicePort,
     rule: AppliedRule | None,
@@ -146,6 +146,7 @@ def _outbound(
         protocol=port.protocol,
         mtls_sni=traffic_policy.mtls_sni(port.number, service.hostname, subset_name),
         identities=identities,
+        certificates=view.sds,
     )
     _set_http_options(cluster, traffic_policy.apply(cluster, policy, upstream))
     if rule is not None:

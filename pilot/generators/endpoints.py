@@ -5,14 +5,16 @@ Endpoints are grouped by locality, and every locality carries a `load_balancing_
 need it, the latter silently dropping a locality without one. A subset cluster's assignment
 holds the service port's endpoints whose labels match the subset's, the subset being looked up
 in the DestinationRule that applies from the view's namespace (as the cluster was). Everything
-is sorted, so equal inputs encode to equal bytes. STRICT_DNS clusters reuse
-`cluster_load_assignment` inline.
+is sorted, so equal inputs encode to equal bytes. An endpoint that takes Istio mutual TLS
+carries `envoy.transport_socket_match: {tlsMode: istio}`, which auto mTLS clusters match on.
+STRICT_DNS clusters reuse `cluster_load_assignment` inline.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from typing import Final
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
@@ -21,8 +23,10 @@ from google.protobuf import wrappers_pb2
 from meshconfig.networking.destination_rule import Subset
 from pilot.generators import names, traffic_policy
 from pilot.generators.proto import socket_address
-from pilot.model import Endpoint, ProxyView, Resolution
+from pilot.model import ISTIO_TLS_MODE, Endpoint, ProxyView, Resolution
 from pilot.push_context import PushContext
+
+TRANSPORT_SOCKET_MATCH: Final = "envoy.transport_socket_match"
 
 
 def load_assignment(
@@ -94,6 +98,16 @@ def cluster_load_assignment(
     )
 
 
+def _istio_mtls_metadata() -> base_pb2.Metadata:
+    """What a cluster's `tlsMode-istio` transport socket match selects (auto mutual TLS)."""
+    metadata = base_pb2.Metadata()
+    metadata.filter_metadata[TRANSPORT_SOCKET_MATCH].update({"tlsMode": ISTIO_TLS_MODE})
+    return metadata
+
+
+_ISTIO_MTLS: Final = _istio_mtls_metadata()
+
+
 def parse_locality(locality: str) -> tuple[str, str, str]:
     """`region/zone/subzone` -> its parts, missing ones empty."""
     region, zone, subzone = ([*locality.split("/", 2), "", ""])[:3]
@@ -114,6 +128,7 @@ def _locality_endpoints(
                     address=socket_address(e.address, e.port)
                 ),
                 load_balancing_weight=wrappers_pb2.UInt32Value(value=e.weight),
+                metadata=_ISTIO_MTLS if e.istio_mtls else None,
             )
             for e in ordered
         ],

@@ -3,12 +3,14 @@
 Outbound, inbound and HTTP-proxy listeners differ only in how their HTTP connection manager
 finds routes (RDS by name, or an inline route) and in their stat prefix; building the filters
 here keeps those listeners identical in every other respect. Every HCM runs Istio's HTTP filter
-chain: fault injection, CORS, then the router. The fault and CORS filters do nothing until a
+chain: the workload's authentication and authorization policies (inbound only), fault
+injection, CORS, then the router. The fault and CORS filters do nothing until a
 route carries per-route config for them (VirtualService `fault` and `corsPolicy`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from envoy.config.core.v3 import protocol_pb2
@@ -32,8 +34,9 @@ FAULT: Final = "envoy.filters.http.fault"
 CORS: Final = "envoy.filters.http.cors"
 
 
-def _http_filters() -> list[hcm_pb2.HttpFilter]:
+def _http_filters(policy: Sequence[hcm_pb2.HttpFilter]) -> list[hcm_pb2.HttpFilter]:
     return [
+        *policy,
         hcm_pb2.HttpFilter(name=FAULT, typed_config=pack(fault_pb2.HTTPFault())),
         hcm_pb2.HttpFilter(name=CORS, typed_config=pack(cors_pb2.Cors())),
         hcm_pb2.HttpFilter(name=ROUTER, typed_config=pack(router_pb2.Router())),
@@ -47,6 +50,8 @@ def http_connection_manager(
     route_config: route_pb2.RouteConfiguration | None = None,
     absolute_urls: bool = False,
     edge: bool = False,
+    inbound: bool = False,
+    policy_filters: Sequence[hcm_pb2.HttpFilter] = (),
 ) -> listener_components_pb2.Filter:
     """An HCM taking routes from RDS (`rds` names the route config) or inline.
 
@@ -54,18 +59,25 @@ def http_connection_manager(
     are accepted and routed by their host:port. `edge` is a gateway's HCM (istiod's
     `buildGatewayConnectionManager`): the client's address is the remote address (appended to
     X-Forwarded-For), and a client certificate header from outside is replaced, not trusted.
+    `inbound` is a sidecar's inbound HCM: the mutual TLS peer's identity is appended to
+    `x-forwarded-client-cert` for the application. `policy_filters` (authentication and
+    authorization) run before all others.
     """
     manager = hcm_pb2.HttpConnectionManager(
         stat_prefix=stat_prefix,
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
-        http_filters=_http_filters(),
+        http_filters=_http_filters(policy_filters),
     )
+    details = manager.set_current_client_cert_details
     if edge:
         manager.use_remote_address.value = True
         manager.forward_client_cert_details = hcm_pb2.HttpConnectionManager.SANITIZE_SET
-        details = manager.set_current_client_cert_details
         details.subject.value = True
         details.cert = details.uri = details.dns = True
+    elif inbound:
+        manager.forward_client_cert_details = hcm_pb2.HttpConnectionManager.APPEND_FORWARD
+        details.subject.value = True
+        details.uri = details.dns = True
     if rds is not None:
         manager.rds.CopyFrom(hcm_pb2.Rds(config_source=ads(), route_config_name=rds))
     elif route_config is not None:

@@ -10,7 +10,8 @@ view's Sidecar scope; unknown destinations (those fallthrough chains and `virtua
 default chain) pass through, or go to BlackHoleCluster under REGISTRY_ONLY.
 
 The listeners of one proxy bind its own address: `virtualOutbound` (15001), `virtualInbound`
-(15006, one filter chain per inbound port), and, without traffic capture
+(15006, filter chains per inbound port, as its PeerAuthentication mode asks: `inbound_tls`),
+and, without traffic capture
 (INTERCEPTION_MODE=NONE, the local mesh), one `<ip>_<port>` listener per inbound port (a
 Sidecar ingress listener's `bind` address instead of the IP) plus the explicit HTTP proxy
 listener on HTTP_PROXY_PORT that applications use as HTTP_PROXY.
@@ -19,23 +20,29 @@ Routers (gateways) get none of these: their listeners come from Gateway resource
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
 from google.protobuf import wrappers_pb2
 
-from pilot.generators import names, tcp_routes
+from pilot.generators import inbound_policy, names, tcp_routes
 from pilot.generators.clusters import catch_all_cluster
 from pilot.generators.filters import http_connection_manager, tcp_proxy
 from pilot.generators.inbound import InboundPort, inbound_ports
+from pilot.generators.inbound_tls import inbound_chains, needs_tls_inspector
 from pilot.generators.proto import pack, socket_address
 from pilot.generators.routes import inbound_route
 from pilot.generators.virtual_services import mesh_virtual_services
 from pilot.model import InterceptionMode, NodeType, Proxy, ProxyView, Service, ServicePort
 from pilot.push_context import PushContext
+from pilot.security_policies import MtlsMode
 
 ORIGINAL_DST_FILTER: Final = "envoy.filters.listener.original_dst"
 TLS_INSPECTOR_FILTER: Final = "envoy.filters.listener.tls_inspector"
@@ -85,22 +92,53 @@ def proxy_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listene
     """The listeners bound to the proxy's own address, sorted by name."""
     if proxy.type is not NodeType.SIDECAR:
         return []
-    ports = inbound_ports(ctx, proxy)
+    policy_http = inbound_policy.http_filters(ctx, proxy)
+    policy_network = inbound_policy.network_filters(ctx, proxy)
+    inbound = [
+        _Inbound(
+            port, _inbound_filters(port, policy_http, policy_network), _mtls_mode(ctx, proxy, port)
+        )
+        for port in inbound_ports(ctx, proxy)
+    ]
     unknown = catch_all_cluster(ctx, ctx.view_for(proxy))
-    listeners = [_virtual_outbound(proxy, unknown), _virtual_inbound(proxy, ports)]
+    listeners = [_virtual_outbound(proxy, unknown), _virtual_inbound(proxy, inbound)]
     if proxy.interception_mode is InterceptionMode.NONE:
-        listeners += [
-            Listener(
-                name=names.listener(inbound.bind, inbound.port),
-                address=socket_address(inbound.bind, inbound.port),
+        for entry in inbound:
+            port = entry.port
+            listener = Listener(
+                name=names.listener(port.bind, port.port),
+                address=socket_address(port.bind, port.port),
                 traffic_direction=INBOUND,
-                filter_chains=[FilterChain(filters=[_inbound_filter(inbound)])],
+                filter_chains=inbound_chains(entry.mode, entry.filters, http=port.protocol.is_http),
             )
-            for inbound in ports
-        ]
+            _inspect_tls(listener)
+            listeners.append(listener)
     if proxy.http_proxy_port is not None:
         listeners.append(_http_proxy(proxy.ip, proxy.http_proxy_port))
     return sorted(listeners, key=lambda listener: listener.name)
+
+
+@dataclass(frozen=True, slots=True)
+class _Inbound:
+    """One inbound port with its network filters and PeerAuthentication mode."""
+
+    port: InboundPort
+    filters: list[listener_components_pb2.Filter]
+    mode: MtlsMode
+
+
+def _mtls_mode(ctx: PushContext, proxy: Proxy, port: InboundPort) -> MtlsMode:
+    """The port's PeerAuthentication mode; DISABLE for a proxy without a workload certificate."""
+    if not proxy.sds:
+        return MtlsMode.DISABLE
+    return ctx.config.security.peer_mtls(proxy.namespace, proxy.labels).for_port(port.port)
+
+
+def _inspect_tls(listener: listener_pb2.Listener) -> None:
+    if needs_tls_inspector(listener.filter_chains):
+        listener.listener_filters.add(
+            name=TLS_INSPECTOR_FILTER, typed_config=pack(tls_inspector_pb2.TlsInspector())
+        )
 
 
 def _unbound(
@@ -144,7 +182,7 @@ def _virtual_outbound(proxy: Proxy, unknown: str) -> listener_pb2.Listener:
     )
 
 
-def _virtual_inbound(proxy: Proxy, ports: tuple[InboundPort, ...]) -> listener_pb2.Listener:
+def _virtual_inbound(proxy: Proxy, inbound: list[_Inbound]) -> listener_pb2.Listener:
     listener = Listener(
         name=names.VIRTUAL_INBOUND,
         address=socket_address(proxy.ip, names.VIRTUAL_INBOUND_PORT),
@@ -156,29 +194,43 @@ def _virtual_inbound(proxy: Proxy, ports: tuple[InboundPort, ...]) -> listener_p
             )
         ],
         filter_chains=[
-            FilterChain(
-                name=names.inbound_cluster(inbound.port),
-                filter_chain_match=listener_components_pb2.FilterChainMatch(
-                    destination_port=wrappers_pb2.UInt32Value(value=inbound.port)
-                ),
-                filters=[_inbound_filter(inbound)],
+            chain
+            for entry in inbound
+            for chain in inbound_chains(
+                entry.mode,
+                entry.filters,
+                http=entry.port.protocol.is_http,
+                name=names.inbound_cluster(entry.port.port),
+                port=entry.port.port,
             )
-            for inbound in ports
         ],
         default_filter_chain=FilterChain(
             name=INBOUND_BLACKHOLE_CHAIN, filters=[tcp_proxy(names.BLACKHOLE_CLUSTER)]
         ),
     )
+    _inspect_tls(listener)
     if proxy.interception_mode is InterceptionMode.TPROXY:
         listener.transparent.value = True
     return listener
 
 
-def _inbound_filter(inbound: InboundPort) -> listener_components_pb2.Filter:
+def _inbound_filters(
+    inbound: InboundPort,
+    policy_http: list[hcm_pb2.HttpFilter],
+    policy_network: list[listener_components_pb2.Filter],
+) -> list[listener_components_pb2.Filter]:
+    """The HTTP connection manager with the workload's policy filters for an HTTP port; the
+    network policy (RBAC) filters and a TCP proxy otherwise."""
     if inbound.protocol.is_http:
         stat_prefix = f"inbound_{names.listener(names.WILDCARD_ADDRESS, inbound.port)}"
-        return http_connection_manager(stat_prefix, route_config=inbound_route(inbound.port))
-    return tcp_proxy(names.inbound_cluster(inbound.port))
+        manager = http_connection_manager(
+            stat_prefix,
+            route_config=inbound_route(inbound.port),
+            inbound=True,
+            policy_filters=policy_http,
+        )
+        return [manager]
+    return [*policy_network, tcp_proxy(names.inbound_cluster(inbound.port))]
 
 
 def _http_proxy(ip: str, port: int) -> listener_pb2.Listener:

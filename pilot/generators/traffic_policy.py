@@ -14,7 +14,9 @@ the port. `apply` turns the four parts of that policy into cluster fields:
 - outlierDetection: consecutive 5xx / gateway-error ejection, success-rate ejection off, and the
   panic threshold from minHealthPercent (0 by default: Istio disables panic routing);
 - tls: an UpstreamTlsContext transport socket (certificate files for SIMPLE and MUTUAL; SDS
-  secrets for ISTIO_MUTUAL).
+  secrets for ISTIO_MUTUAL). Without tls settings, auto mutual TLS: ISTIO_MUTUAL to the
+  endpoints that take it, plaintext to the rest. A client proxy without a workload
+  certificate gets neither ISTIO_MUTUAL nor auto mTLS (it has nothing to present).
 
 Not translated (a push context has no per-proxy locality, or the piece needs SDS or listener
 support): localityLbSetting, zoneAwareLbSetting, backendUtilization, tunnel, proxyProtocol,
@@ -32,6 +34,7 @@ from envoy.config.core.v3 import (
     config_source_pb2,
     grpc_service_pb2,
 )
+from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3.http_protocol_options_pb2 import HttpProtocolOptions
 from envoy.type.matcher.v3 import string_pb2
@@ -60,6 +63,7 @@ Cluster = cluster_pb2.Cluster
 UNLIMITED: Final = 2**32 - 1
 DEFAULT_MINIMUM_RING_SIZE: Final = 1024  # Envoy's default, which Istio sets explicitly
 TLS_TRANSPORT_SOCKET: Final = "envoy.transport_sockets.tls"
+RAW_BUFFER_TRANSPORT_SOCKET: Final = "envoy.transport_sockets.raw_buffer"
 # Istio's SDS names: the agent serves the workload certificate and the mesh root over a Unix
 # socket that the bootstrap's `sds-grpc` cluster reaches.
 SDS_CLUSTER: Final = "sds-grpc"
@@ -147,6 +151,9 @@ class Upstream:
     protocol: Protocol
     mtls_sni: str  # the SNI ISTIO_MUTUAL sends unless the rule names one
     identities: tuple[str, ...] = ()  # SPIFFE IDs ISTIO_MUTUAL accepts unless the rule lists SANs
+    # Whether the client proxy has a workload certificate (SDS): without one it cannot do
+    # Istio mutual TLS, so neither ISTIO_MUTUAL nor auto mTLS applies.
+    certificates: bool = True
 
 
 def mtls_sni(port: int, hostname: str, subset: str = "") -> str:
@@ -346,10 +353,16 @@ def _tls(
     settings: ClientTLSSettings | None,
     upstream: Upstream,
 ) -> None:
-    if settings is None or settings.mode in (None, "DISABLE"):
-        return
     h2 = options.explicit_http_config.HasField("http2_protocol_options")
+    if settings is None:
+        if upstream.certificates:
+            _auto_mtls(cluster, upstream, h2)
+        return
+    if settings.mode in (None, "DISABLE"):
+        return
     if settings.mode == "ISTIO_MUTUAL":
+        if not upstream.certificates:
+            return
         context = _istio_mutual(settings, upstream, h2)
     elif settings.credential_name:
         # A sidecar does not fetch credentials by name (Istio leaves the cluster without TLS
@@ -362,22 +375,46 @@ def _tls(
     )
 
 
+def _auto_mtls(cluster: cluster_pb2.Cluster, upstream: Upstream, h2: bool) -> None:
+    """Istio's auto mutual TLS: endpoints marked `tlsMode: istio` (a sidecar that accepts
+    mTLS, see `endpoints`) get ISTIO_MUTUAL, every other endpoint plaintext."""
+    context = _istio_mutual_context(upstream.mtls_sni, upstream.identities, h2)
+    matches = cluster.transport_socket_matches
+    istio = matches.add(name="tlsMode-istio")
+    istio.match.update({"tlsMode": "istio"})
+    istio.transport_socket.CopyFrom(
+        base_pb2.TransportSocket(name=TLS_TRANSPORT_SOCKET, typed_config=pack(context))
+    )
+    plaintext = matches.add(name="tlsMode-disabled")
+    plaintext.match.SetInParent()
+    plaintext.transport_socket.CopyFrom(
+        base_pb2.TransportSocket(
+            name=RAW_BUFFER_TRANSPORT_SOCKET, typed_config=pack(raw_buffer_pb2.RawBuffer())
+        )
+    )
+
+
 def _istio_mutual(
     settings: ClientTLSSettings, upstream: Upstream, h2: bool
 ) -> tls_pb2.UpstreamTlsContext:
-    """The workload certificate and mesh root from the agent's SDS, as Istio configures them.
+    return _istio_mutual_context(
+        settings.sni or upstream.mtls_sni, settings.subject_alt_names or upstream.identities, h2
+    )
 
-    The agent's SDS server (`agent.sds`, reached through the bootstrap's `sds-grpc` cluster)
-    serves both secrets; the agent does not yet obtain them from citadel, so until it does a
-    sidecar has no workload certificate to present.
-    """
-    context = tls_pb2.UpstreamTlsContext(sni=settings.sni or upstream.mtls_sni)
+
+def _istio_mutual_context(
+    sni: str, identities: tuple[str, ...] | list[str], h2: bool
+) -> tls_pb2.UpstreamTlsContext:
+    """The workload certificate and mesh root from the agent's SDS server (`agent.sds`,
+    reached through the bootstrap's `sds-grpc` cluster), as Istio configures them: Istio's
+    SNI, in-mesh ALPN, and the server's SPIFFE ID checked against the service's accounts."""
+    context = tls_pb2.UpstreamTlsContext(sni=sni)
     common = context.common_tls_context
     common.tls_certificate_sds_secret_configs.append(sds_secret(SDS_WORKLOAD_CERT))
     combined = common.combined_validation_context
     combined.default_validation_context.SetInParent()
     combined.default_validation_context.match_typed_subject_alt_names.extend(
-        san_matchers(settings.subject_alt_names or upstream.identities)
+        san_matchers(identities)
     )
     combined.validation_context_sds_secret_config.CopyFrom(sds_secret(SDS_ROOT_CA))
     common.alpn_protocols.extend(ALPN_IN_MESH_H2 if h2 else ALPN_IN_MESH)

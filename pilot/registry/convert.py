@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from meshconfig.networking.service_entry import ServiceEntry
 from meshconfig.networking.workload_entry import WorkloadEntry
-from pilot.model import Location, Protocol, Resolution, Service, ServicePort, WorkloadInstance
+from pilot.model import (
+    DISABLED_TLS_MODE,
+    ISTIO_TLS_MODE,
+    TLS_MODE_LABEL,
+    Location,
+    Protocol,
+    Resolution,
+    Service,
+    ServicePort,
+    WorkloadInstance,
+)
 from pilot.registry.errors import ConfigError, Source
 
 
@@ -73,4 +83,8 @@ def _workload(spec: WorkloadEntry, path: str, name: str, source: Source) -> Work
         # Istio treats an unset or zero weight as 1; Envoy rejects zero.
         weight=spec.weight or 1,
         network=spec.network or "",
+        # Istio's rule for entries: an explicit tlsMode label, else mutual TLS when the
+        # workload has an identity (a service account) to present.
+        tls_mode=(spec.labels or {}).get(TLS_MODE_LABEL)
+        or (ISTIO_TLS_MODE if spec.service_account else DISABLED_TLS_MODE),
     )

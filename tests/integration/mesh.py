@@ -9,20 +9,25 @@ attempts; nothing waits on wall-clock sleeps alone.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import itertools
 import os
 import re
+import tempfile
 import textwrap
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 
-from agent.bootstrap import ProxySpec, XdsApi, build_bootstrap
+from agent.bootstrap import ProxySpec, XdsApi
 from agent.envoy_process import EnvoyOptions, EnvoyProcess
+from agent.workload import CitadelAccess, WorkloadProxy
+from citadel.server import Citadel, CitadelOptions
 from localmesh.demo_app import DemoApp
+from meshcore.identity import CONTROL_PLANE_HOST, SpiffeId
 from pilot.server import Pilot, PilotOptions
 
 T = TypeVar("T")
@@ -95,8 +100,13 @@ def workload_entry(name: str, address: str, app: str, namespace: str = "default"
 class Sidecar:
     name: str
     ip: str
-    envoy: EnvoyProcess
+    proxy: WorkloadProxy
     app: DemoApp | None = None
+    scratch: tempfile.TemporaryDirectory[str] | None = None  # holds the SDS socket
+
+    @property
+    def envoy(self) -> EnvoyProcess:
+        return self.proxy.envoy
 
     @property
     def admin(self) -> str:
@@ -116,6 +126,7 @@ class Mesh:
     run_dir: Path
     xds_api: XdsApi = XdsApi.GRPC
     pilot: Pilot | None = None
+    citadel: Citadel | None = None
     sidecars: dict[str, Sidecar] = field(default_factory=dict)
     session: aiohttp.ClientSession | None = None
     _hosts: itertools.count[int] = field(default_factory=lambda: itertools.count(2))
@@ -137,10 +148,22 @@ class Mesh:
     def remove(self, name: str) -> None:
         (self.config_dir / f"{name}.yaml").unlink()
 
-    async def start_pilot(self, **options: Any) -> Pilot:
-        """Pilot reading the config directory, or consuming galley if `galley=` is given."""
+    async def start_pilot(self, *, mtls: bool = False, **options: Any) -> Pilot:
+        """Pilot reading the config directory, or consuming galley if `galley=` is given; with
+        `mtls`, also serving 15011 with a certificate from the mesh's citadel, which sidecars
+        with certificates then use."""
         if "galley" not in options:
             options["config_dir"] = self.config_dir
+        if mtls:
+            assert self.citadel is not None, "start_citadel() first"
+            ca = self.citadel.ca
+            serving = ca.server_credentials(CONTROL_PLANE_HOST, self.pilot_ip)
+            options |= {
+                "mtls_port": 15011,
+                "tls_cert_chain": serving.chain_pem,
+                "tls_key": serving.key_pem,
+                "tls_roots": ca.root_pem,
+            }
         self.pilot = Pilot(PilotOptions(host=self.pilot_ip, debounce=0.05, **options))
         await self.pilot.start()
         return self.pilot
@@ -150,6 +173,23 @@ class Mesh:
             await self.pilot.stop()
             self.pilot = None
 
+    async def start_citadel(self, **options: Any) -> Citadel:
+        """A CA on the pilot's address (ports 8060/8061), for sidecars with certificates."""
+        ca_options = CitadelOptions(
+            ca_dir=self.run_dir / "ca", host=self.pilot_ip, monitoring_port=0, **options
+        )
+        self.citadel = Citadel(ca_options)
+        await self.citadel.start()
+        return self.citadel
+
+    def citadel_access(
+        self, namespace: str, service_account: str, ttl: datetime.timedelta | None = None
+    ) -> CitadelAccess:
+        assert self.citadel is not None, "start_citadel() first"
+        citadel = self.citadel
+        token = citadel.tokens.mint(SpiffeId(namespace, service_account))
+        return CitadelAccess(citadel.address, citadel.mtls_address, citadel.ca.root_pem, token, ttl)
+
     async def add_sidecar(
         self,
         name: str,
@@ -158,7 +198,12 @@ class Mesh:
         app_port: int | None = None,
         labels: dict[str, str] | None = None,
         xds_api: XdsApi | None = None,
+        certificates: bool = False,
+        certificate_ttl: datetime.timedelta | None = None,
+        service_account: str | None = None,
     ) -> Sidecar:
+        """A sidecar (and demo app on `app_port`); with `certificates`, the sidecar gets its
+        workload certificate from the mesh's citadel (`start_citadel`) and can do mTLS."""
         last = int(ip.rsplit(".", 1)[1])
         app_address = f"{self.block}.{last + 100}"
         spec = ProxySpec(
@@ -167,25 +212,33 @@ class Mesh:
             namespace="default",
             pilot=f"{self.pilot_ip}:15010",
             xds_api=xds_api or self.xds_api,
-            service_account=name,
+            service_account=service_account or name,
             labels=labels or {"app": name},
             http_proxy_port=15080,
             app_address=app_address,
         )
+        if certificates and self.pilot is not None and self.pilot.mtls_address is not None:
+            spec = replace(spec, pilot=self.pilot.mtls_address, pilot_mtls=True)
         app = None
         if app_port is not None:
             app = DemoApp(name, app_address, app_port)
             await app.start()
-        envoy = EnvoyProcess(
-            build_bootstrap(spec), spec.admin_url, self.run_dir / name, ENVOY_OPTIONS
-        )
-        await envoy.start()
-        sidecar = self.sidecars[name] = Sidecar(name, ip, envoy, app)
+        citadel = socket = scratch = None
+        if certificates:
+            citadel = self.citadel_access(spec.namespace, spec.service_account, certificate_ttl)
+            # A short directory for the SDS socket: Unix socket paths are limited to ~100 bytes.
+            scratch = tempfile.TemporaryDirectory(prefix="sds-")
+            socket = Path(scratch.name, "sds.sock")
+        proxy = WorkloadProxy(spec, self.run_dir / name, ENVOY_OPTIONS, citadel, socket)
+        await proxy.start()
+        sidecar = self.sidecars[name] = Sidecar(name, ip, proxy, app, scratch)
         return sidecar
 
     async def remove_sidecar(self, name: str) -> None:
         sidecar = self.sidecars.pop(name)
-        await sidecar.envoy.stop()
+        await sidecar.proxy.stop()
+        if sidecar.scratch is not None:
+            sidecar.scratch.cleanup()
         if sidecar.app is not None:
             await sidecar.app.stop()
 
@@ -217,6 +270,15 @@ class Mesh:
             result: list[dict[str, Any]] = await response.json()
             return result
 
+    async def nack_errors(self) -> dict[str, str]:
+        """`<proxy> <type>` -> the error of every NACK pilot has on record (none, hopefully)."""
+        return {
+            f"{entry['proxy']} {type_name}": status["nack_error"]
+            for entry in await self.syncz()
+            for type_name, status in entry.items()
+            if isinstance(status, dict) and status.get("nack_error")
+        }
+
     async def pilot_metrics(self) -> str:
         assert self.pilot is not None
         url = f"http://{self.pilot_ip}:{self.pilot.monitoring.port}/metrics"
@@ -240,5 +302,7 @@ class Mesh:
     async def close(self) -> None:
         await asyncio.gather(*(self.remove_sidecar(n) for n in list(self.sidecars)))
         await self.stop_pilot()
+        if self.citadel is not None:
+            await self.citadel.stop()
         if self.session is not None:
             await self.session.close()

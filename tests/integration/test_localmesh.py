@@ -27,7 +27,14 @@ def test_plan_gives_every_workload_a_pod_and_backends_their_ports() -> None:
 @pytest.mark.envoy
 async def test_the_example_mesh_answers_the_printed_command(tmp_path: Path) -> None:
     options = EnvoyOptions(drain_seconds=0.2, concurrency=1, log_level="warning")
-    mesh = LocalMesh(EXAMPLE, tmp_path, pilot_host=f"{allocate_block()}.1", envoy_options=options)
+    block = allocate_block()
+    mesh = LocalMesh(
+        EXAMPLE,
+        tmp_path,
+        pilot_host=f"{block}.1",
+        citadel_host=f"{block}.2",
+        envoy_options=options,
+    )
     async with mesh:
         assert await mesh.wait_ready() == []
         [command] = mesh.try_commands()
@@ -36,4 +43,7 @@ async def test_the_example_mesh_answers_the_printed_command(tmp_path: Path) -> N
         proxy, url = match.groups()
         async with aiohttp.ClientSession() as session, session.get(url, proxy=proxy) as response:
             assert response.status == 200
-            assert (await response.text()).startswith("hello from hello-v1")
+            body = await response.text()
+        assert body.startswith("hello from hello-v1")
+        # Sidecar to sidecar was mutual TLS: hello's sidecar saw the client's identity.
+        assert "URI=spiffe://cluster.local/ns/default/sa/client" in body

@@ -17,7 +17,7 @@ from tests.unit.pilot.conftest import WriteConfig
 
 Cluster = cluster_pb2.Cluster
 UNLIMITED = 2**32 - 1
-VIEW = ProxyView(NodeType.SIDECAR, "default")
+VIEW = ProxyView(NodeType.SIDECAR, "default", sds=True)  # a proxy with a workload certificate
 HOST = "svc.default.svc.cluster.local"
 HTTP = f"outbound|8080||{HOST}"
 GRPC = f"outbound|9090||{HOST}"

@@ -86,6 +86,7 @@ def test_reads_service_entries_and_workload_entries(write_config: WriteConfig) -
                 locality="eu/west/1",
                 weight=5,
                 network="net1",
+                tls_mode="istio",  # Istio's default for an entry with a service account
             ),
         ),
     )
