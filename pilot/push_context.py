@@ -46,9 +46,8 @@ class PushContext:
     _by_hostname: Mapping[str, Service]
     _endpoints: Mapping[tuple[str, int], tuple[Endpoint, ...]]
     _instances_by_address: Mapping[str, tuple[ServiceInstance, ...]]
-    # Label keys that some VirtualService HTTP match's `sourceLabels` reads: the only labels
-    # that split sidecar views (most meshes have none, so sidecars keep sharing). TCP and TLS
-    # `sourceLabels` matches still never apply to sidecars.
+    # Label keys that some VirtualService match's `sourceLabels` reads (HTTP, TCP or TLS): the
+    # only labels that split sidecar views (most meshes have none, so sidecars keep sharing).
     _source_label_keys: frozenset[str] = frozenset()
     _scopes: dict[tuple[str, str], SidecarScope] = field(default_factory=dict, compare=False)
 
@@ -134,8 +133,9 @@ def _source_label_keys(config: IstioConfig) -> frozenset[str]:
     keys: set[str] = set()
     for vs in config.virtual_services:
         spec: Any = vs.spec
-        for match in (m for rule in spec.http or () for m in rule.match or ()):
-            keys.update(match.source_labels or {})
+        for rule in (*(spec.http or ()), *(spec.tcp or ()), *(spec.tls or ())):
+            for match in rule.match or ():
+                keys.update(match.source_labels or {})
     return frozenset(keys)
 
 

@@ -80,9 +80,7 @@ def outbound_listeners(ctx: PushContext, view: ProxyView) -> list[listener_pb2.L
                     claims.setdefault((address, port.number), []).append((service, port))
     virtual_services = mesh_virtual_services(ctx, view)
     for (address, number), claimants in claims.items():
-        chains = tcp_routes.outbound_chains(
-            ctx, view.namespace, virtual_services, claimants, address
-        )
+        chains = tcp_routes.outbound_chains(ctx, view, virtual_services, claimants, address)
         name = names.listener(address, number)
         listeners[name] = _unbound(name, address, number, chains, unknown)
     return [listeners[name] for name in sorted(listeners)]

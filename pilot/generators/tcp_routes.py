@@ -12,9 +12,10 @@ istiod's `buildSidecarOutboundTCPFilterChainOpts` and `...TLSFilterChainOpts`, f
   `0.0.0.0_<port>` one, so several TLS services can share it as in Istio.
 
 Several destinations split connections by weight (`weighted_clusters`, stat prefix
-`<vs name>.<namespace>` as istiod names it). Matches with `sourceLabels` do not apply (the
-shared view has no workload labels; see `http_routes`). A chain whose match repeats an earlier
-one is dropped, as Envoy rejects duplicate matches.
+`<vs name>.<namespace>` as istiod names it). A match with `sourceLabels` applies to the
+views whose labels carry them (the push context splits views by the label keys such matches
+read). A chain whose match repeats an earlier one is dropped, as Envoy rejects duplicate
+matches.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from pilot.generators.filters import TCP_PROXY, tcp_proxy
 from pilot.generators.proto import pack
 from pilot.generators.virtual_services import destination_cluster
 from pilot.istio_config import MESH_GATEWAY, qualify
-from pilot.model import Protocol, Service, ServicePort
+from pilot.model import Protocol, ProxyView, Service, ServicePort
 from pilot.push_context import PushContext
 from pilot.virtual_service_rules import BoundVirtualService
 
@@ -48,7 +49,7 @@ TLS_PROTOCOLS: Final = frozenset({Protocol.HTTPS, Protocol.TLS})
 
 def outbound_chains(
     ctx: PushContext,
-    namespace: str,
+    view: ProxyView,
     virtual_services: Sequence[BoundVirtualService],
     claimants: Sequence[tuple[Service, ServicePort]],
     address: str,
@@ -64,16 +65,16 @@ def outbound_chains(
             chain
             for service, port in claimants
             if port.protocol in TLS_PROTOCOLS
-            for chain in _tls_chains(ctx, namespace, virtual_services, service, port, shared)
+            for chain in _tls_chains(ctx, view, virtual_services, service, port, shared)
         ]
     else:
-        chains = _tcp_chains(ctx, namespace, virtual_services, first_service, first_port)
+        chains = _tcp_chains(ctx, view, virtual_services, first_service, first_port)
     return without_repeated_matches(chains)
 
 
 def _tcp_chains(
     ctx: PushContext,
-    namespace: str,
+    view: ProxyView,
     virtual_services: Sequence[BoundVirtualService],
     service: Service,
     port: ServicePort,
@@ -88,7 +89,7 @@ def _tcp_chains(
                 return [*chains, route_chain(ctx, vs, route, port.number)]
             subnets: list[str] = []
             for match in rule.match:
-                if not _applies(match, port.number, namespace):
+                if not _applies(match, port.number, view):
                     continue
                 if not match.destination_subnets:
                     return [*chains, route_chain(ctx, vs, route, port.number)]
@@ -101,7 +102,7 @@ def _tcp_chains(
 
 def _tls_chains(
     ctx: PushContext,
-    namespace: str,
+    view: ProxyView,
     virtual_services: Sequence[BoundVirtualService],
     service: Service,
     port: ServicePort,
@@ -113,7 +114,7 @@ def _tls_chains(
             continue
         for rule in vs.spec.tls or ():
             for match in rule.match:
-                if _applies(match, port.number, namespace):
+                if _applies(match, port.number, view):
                     sni = [qualify(host, vs.namespace) for host in match.sni_hosts]
                     subnets = match.destination_subnets or []
                     chains.append(
@@ -124,15 +125,16 @@ def _tls_chains(
     return chains or [_default_chain(service, port, sni=shared)]
 
 
-def _applies(match: L4MatchAttributes | TLSMatchAttributes, port: int, namespace: str) -> bool:
+def _applies(match: L4MatchAttributes | TLSMatchAttributes, port: int, view: ProxyView) -> bool:
     """istiod's `matchTCP`/`matchTLS`: the conditions known when generating config."""
     if match.port is not None and match.port != port:
         return False
     if match.gateways and MESH_GATEWAY not in match.gateways:
         return False
-    if match.source_labels:
+    labels = dict(view.labels)
+    if any(labels.get(key) != value for key, value in (match.source_labels or {}).items()):
         return False
-    return match.source_namespace is None or match.source_namespace == namespace
+    return match.source_namespace is None or match.source_namespace == view.namespace
 
 
 def route_chain(

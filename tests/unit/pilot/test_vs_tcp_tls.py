@@ -5,6 +5,8 @@ from __future__ import annotations
 from envoy.config.listener.v3 import listener_components_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
+from pilot.generators import listeners
+from pilot.model import NodeType, Proxy
 from tests.unit.pilot.vs_support import (
     WriteConfig,
     build,
@@ -146,3 +148,32 @@ def test_tls_services_without_vips_share_the_wildcard_listener_by_sni(
         (["b.example.com"], "outbound|443||b.example.com"),
     ]
     assert listener.default_filter_chain.name == "PassthroughFilterChain"
+
+
+def test_source_labels_route_only_the_sidecars_carrying_them(write_config: WriteConfig) -> None:
+    ctx = build(
+        write_config,
+        service("db", 5432, protocol="TCP", addresses=["240.0.0.5"]),
+        service("db-v2", 5432, protocol="TCP", addresses=["240.0.0.6"]),
+        virtual_service(
+            "db",
+            "hosts: [db]\ntcp:\n- match: [{sourceLabels: {app: reports}}]\n"
+            "  route: [{destination: {host: db-v2}}]",
+        ),
+    )
+
+    def cluster_for(labels: dict[str, str]) -> str:
+        proxy = Proxy(
+            id="sidecar~10.0.0.9~p.default~default.svc.cluster.local",
+            type=NodeType.SIDECAR,
+            ip="10.0.0.9",
+            pod_name="p",
+            namespace="default",
+            dns_domain="default.svc.cluster.local",
+            labels=labels,
+        )
+        found = {x.name: x for x in listeners.outbound_listeners(ctx, ctx.view_for(proxy))}
+        return _proxy(found["240.0.0.5_5432"].filter_chains[0]).cluster
+
+    assert cluster_for({"app": "reports"}) == "outbound|5432||db-v2.default.svc.cluster.local"
+    assert cluster_for({"app": "web"}) == f"outbound|5432||{DB}"
