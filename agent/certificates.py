@@ -223,9 +223,15 @@ class CertificateManager(Service):
     def _check(
         self, response: ca_pb2.IstioCertificateResponse, key: ec.EllipticCurvePrivateKey
     ) -> _Issued:
-        if not response.cert_chain:
-            raise CertificateError("citadel returned an empty certificate chain")
-        chain_pem = "".join(response.cert_chain).encode()
+        if len(response.cert_chain) < 2:
+            raise CertificateError(
+                "citadel must answer the chain and, last, the trust bundle; got "
+                f"{len(response.cert_chain)} element(s)"
+            )
+        # Leaf and intermediates (during a root rotation, the bridge to the new root); the
+        # last element is the whole trust bundle, possibly several roots.
+        chain_pem = "".join(response.cert_chain[:-1]).encode()
+        roots_pem = response.cert_chain[-1].encode()
         leaf = x509.load_pem_x509_certificate(response.cert_chain[0].encode())
         if leaf.public_key() != key.public_key():
             raise CertificateError("the certificate is not for the key of the CSR")
@@ -235,5 +241,8 @@ class CertificateManager(Service):
             raise CertificateError("the certificate has no SAN") from None
         if san.get_values_for_type(x509.UniformResourceIdentifier) != [self.identity.uri]:
             raise CertificateError(f"the certificate does not name {self.identity.uri}")
-        certificate = WorkloadCertificate(chain_pem, key_pem(key), self.root_pem)
+        certificate = WorkloadCertificate(chain_pem, key_pem(key), roots_pem)
+        # The bundle came over TLS verified with the trust we had: adopt it, so citadel is
+        # still verified once a root rotation has dropped the old root.
+        self.root_pem = roots_pem
         return _Issued(certificate, leaf)

@@ -1,45 +1,62 @@
 """The mesh certificate authority: one signing key, persisted, that issues X.509-SVIDs.
 
-Workloads trust each other through a root they all share, so the root must survive restarts:
-the CA lives in a directory in Istio's `cacerts` layout (`ca-cert.pem`, `ca-key.pem`,
-`root-cert.pem`, `cert-chain.pem`). An operator may put an intermediate there (plugged-in CA);
-otherwise the CA creates a self-signed root once and reuses it. Leaf certificates follow the
-SPIFFE X.509-SVID standard, and their identity always comes from the caller's authenticated
-credential: a CSR is only a carrier for the public key, and one asking for any other name is
-refused.
+The CA is built from Istio's `cacerts` layout (`cacerts.CaMaterial`), wherever it is kept: an
+operator may plug in an intermediate; otherwise the CA creates a self-signed root once and
+reuses it. Leaf certificates follow the SPIFFE X.509-SVID standard, and their identity always
+comes from the caller's authenticated credential: a CSR is only a carrier for the public key,
+and one asking for any other name is refused.
+
+A self-signed root rotates in two steps (`rotate_root`, then `finish_root_rotation`), each
+returning the material to store and restart from. During the overlap the CA signs with the new
+root, the trust bundle holds both roots, and the chain sent after each leaf carries the new
+root cross-signed by the old one, so peers and agents that still trust only the old root accept
+the new leaves (and citadel's own serving certificate) until they have learnt the bundle.
+Finishing drops the old root and the bridge; anything that only trusts the old root then stops
+verifying new certificates, and leaves of the old root stop verifying.
 """
 
 from __future__ import annotations
 
 import datetime
 import itertools
-import os
-import tempfile
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
-from typing import Literal
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from citadel.cacerts import (
+    CA_CERT,
+    CA_KEY,
+    CERT_CHAIN,
+    ROOT_CERT,
+    CaMaterial,
+    CaStore,
+    read_directory,
+    write_directory,
+)
+from citadel.pki import (
+    CLOCK_SKEW,
+    KeyType,
+    SigningKey,
+    authority_key_id,
+    cross_signed,
+    generate_key,
+    is_self_signed,
+    issued_by,
+    key_pem,
+    load_key,
+    pem,
+    same_ca,
+    self_signed_root,
+)
 from meshcore.identity import TRUST_DOMAIN, SpiffeId
-
-CA_CERT = "ca-cert.pem"
-CA_KEY = "ca-key.pem"
-ROOT_CERT = "root-cert.pem"
-CERT_CHAIN = "cert-chain.pem"
 
 DEFAULT_TTL = datetime.timedelta(hours=24)
 MAX_TTL = datetime.timedelta(days=90)
-ROOT_TTL = datetime.timedelta(days=3650)
-# Leaves are back-dated a little so a peer whose clock runs slightly behind accepts them.
-CLOCK_SKEW = datetime.timedelta(minutes=1)
-
-KeyType = Literal["ec", "rsa"]
-SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
 class CsrError(ValueError):
@@ -50,6 +67,10 @@ class IdentityMismatchError(PermissionError):
     """The CSR asks for a name other than the identity the caller authenticated as."""
 
 
+class RotationError(ValueError):
+    """The CA cannot take this rotation step in its current state."""
+
+
 @dataclass(frozen=True)
 class ServerCredentials:
     """A certificate chain (leaf first, PEM) and its private key (PEM, PKCS#8)."""
@@ -58,77 +79,27 @@ class ServerCredentials:
     key_pem: bytes
 
 
-def generate_key(key_type: KeyType) -> SigningKey:
-    if key_type == "rsa":
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def key_pem(key: SigningKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically, readable only by the owner (mode 0600)."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
-def _pem(certificates: list[x509.Certificate]) -> bytes:
-    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
-
-
-def _self_signed_root(key: SigningKey, trust_domain: str) -> x509.Certificate:
-    """A root shaped like Istio's self-signed one: subject O=<trust domain>, ten years."""
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, trust_domain)])
-    now = datetime.datetime.now(datetime.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(now + ROOT_TTL)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+def new_root_material(key_type: KeyType, trust_domain: str) -> CaMaterial:
+    """A fresh self-signed CA, as Istio's istio-ca-secret holds it (no cert-chain)."""
+    key = generate_key(key_type)
+    root = pem([self_signed_root(key, trust_domain)])
+    return CaMaterial(ca_cert=root, ca_key=key_pem(key), root_cert=root)
 
 
 class CertificateAuthority:
-    """Signs leaves with `signing_cert`; `chain` is what follows a leaf, up to the root."""
+    """Signs leaves with `signing_cert`.
+
+    `chain` leads from the signing certificate (or its cross-signed twin) up to a root of
+    `roots`, the trust bundle. What follows a leaf on the wire is every chain certificate that
+    is not itself a root (`intermediates`), then the bundle.
+    """
 
     def __init__(
         self,
         signing_cert: x509.Certificate,
         signing_key: SigningKey,
         chain: list[x509.Certificate],
+        roots: list[x509.Certificate],
         *,
         default_ttl: datetime.timedelta = DEFAULT_TTL,
         max_ttl: datetime.timedelta = MAX_TTL,
@@ -143,19 +114,57 @@ class CertificateAuthority:
             constraints = None
         if constraints is None or not constraints.value.ca:
             raise ValueError("the CA certificate is not a CA (basicConstraints CA:true)")
+        if not chain or not same_ca(chain[0], signing_cert):
+            raise ValueError("the certificate chain does not start with the CA certificate")
+        if chain[-1] not in roots:
+            raise ValueError("the certificate chain does not end with a root of the bundle")
         for child, parent in itertools.pairwise(chain):
             child.verify_directly_issued_by(parent)
         self.signing_cert = signing_cert
         self._key = signing_key
-        try:
-            ski = signing_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-            aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
-        except x509.ExtensionNotFound:
-            aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key())
-        self._authority_key_id = aki
+        self._authority_key_id = authority_key_id(signing_cert)
         self.chain = chain
+        self.roots = roots
         self.default_ttl = default_ttl
         self.max_ttl = max_ttl
+
+    @classmethod
+    def from_material(
+        cls,
+        material: CaMaterial,
+        *,
+        default_ttl: datetime.timedelta = DEFAULT_TTL,
+        max_ttl: datetime.timedelta = MAX_TTL,
+    ) -> CertificateAuthority:
+        """The CA in `material`. A chain that omits the CA certificate or the root it leads
+        to is completed, as Istio's operators often write `cert-chain.pem` either way."""
+        signing_cert = _certificates(material.ca_cert, CA_CERT)[0]
+        roots = _certificates(material.root_cert, ROOT_CERT)
+        chain = []
+        if material.cert_chain.strip():
+            chain = _certificates(material.cert_chain, CERT_CHAIN)
+        try:
+            signing_key = load_key(material.ca_key)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{CA_KEY}: not a usable private key: {error}") from error
+        if not chain or not same_ca(chain[0], signing_cert):
+            chain.insert(0, signing_cert)
+        if chain[-1] not in roots:
+            issuer = next((root for root in roots if issued_by(chain[-1], root)), None)
+            if issuer is None:
+                raise ValueError(
+                    f"no certificate of {ROOT_CERT} issued the last certificate of the chain "
+                    f"({chain[-1].subject.rfc4514_string()})"
+                )
+            chain.append(issuer)
+        return cls(
+            signing_cert,
+            signing_key,
+            chain,
+            roots,
+            default_ttl=default_ttl,
+            max_ttl=max_ttl,
+        )
 
     @classmethod
     def load_or_create(
@@ -168,36 +177,42 @@ class CertificateAuthority:
         max_ttl: datetime.timedelta = MAX_TTL,
     ) -> CertificateAuthority:
         """Load the CA in `directory`, creating a self-signed root there if it holds none."""
-        directory.mkdir(parents=True, exist_ok=True)
-        if not (directory / CA_KEY).exists():
-            key = generate_key(key_type)
-            root_pem = _pem([_self_signed_root(key, trust_domain)])
-            (directory / CA_CERT).write_bytes(root_pem)
-            (directory / ROOT_CERT).write_bytes(root_pem)
-            # Written last: its presence marks a complete CA directory.
-            write_private(directory / CA_KEY, key_pem(key))
-        signing_cert = x509.load_pem_x509_certificate((directory / CA_CERT).read_bytes())
-        loaded = serialization.load_pem_private_key((directory / CA_KEY).read_bytes(), None)
-        if not isinstance(loaded, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-            raise ValueError(f"unsupported CA key type {type(loaded).__name__}")
-        root = x509.load_pem_x509_certificate((directory / ROOT_CERT).read_bytes())
-        chain_file = directory / CERT_CHAIN
-        chain = [signing_cert]
-        if chain_file.exists() and chain_file.stat().st_size:
-            chain = x509.load_pem_x509_certificates(chain_file.read_bytes())
-        if chain[0] != signing_cert:
-            chain.insert(0, signing_cert)
-        if chain[-1] != root:
-            chain.append(root)
-        return cls(signing_cert, loaded, chain, default_ttl=default_ttl, max_ttl=max_ttl)
+        material = read_directory(directory)
+        if material is None:
+            material = new_root_material(key_type, trust_domain)
+            write_directory(directory, material)
+        return cls.from_material(material, default_ttl=default_ttl, max_ttl=max_ttl)
 
-    @property
-    def root(self) -> x509.Certificate:
-        return self.chain[-1]
+    @classmethod
+    async def open(
+        cls,
+        store: CaStore,
+        *,
+        key_type: KeyType = "ec",
+        trust_domain: str = TRUST_DOMAIN,
+        default_ttl: datetime.timedelta = DEFAULT_TTL,
+        max_ttl: datetime.timedelta = MAX_TTL,
+    ) -> CertificateAuthority:
+        """The CA in `store`, creating a self-signed root there if it holds none."""
+        material = await store.load()
+        if material is None:
+            material = await store.create(new_root_material(key_type, trust_domain))
+        return cls.from_material(material, default_ttl=default_ttl, max_ttl=max_ttl)
 
     @property
     def root_pem(self) -> bytes:
-        return _pem([self.root])
+        """The trust bundle: every root a mesh certificate may chain to (two in a rotation)."""
+        return pem(self.roots)
+
+    @property
+    def intermediates(self) -> list[x509.Certificate]:
+        return [c for c in self.chain if c not in self.roots]
+
+    @property
+    def rotating(self) -> bool:
+        """Whether a root rotation is in progress: a self-signed root whose chain starts with
+        its cross-signed twin (the bridge to the old root)."""
+        return self.chain[0] != self.signing_cert and is_self_signed(self.signing_cert)
 
     def lifetime(self, requested: datetime.timedelta | None) -> datetime.timedelta:
         """The requested lifetime, or the default when there is none, capped at the maximum."""
@@ -208,7 +223,9 @@ class CertificateAuthority:
     def sign(
         self, csr_pem: bytes, identity: SpiffeId, ttl: datetime.timedelta | None = None
     ) -> list[bytes]:
-        """An X.509-SVID for `identity` over the CSR's key; PEM chain, leaf first, root last."""
+        """An X.509-SVID for `identity` over the CSR's key, as Istio's CA answers: the leaf,
+        each intermediate, then the trust bundle as one last element (several PEM blocks
+        during a rotation)."""
         try:
             csr = x509.load_pem_x509_csr(csr_pem)
         except ValueError as error:
@@ -224,7 +241,7 @@ class CertificateAuthority:
             raise CsrError(f"unsupported key type {type(public_key).__name__}")
         san = x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity.uri)])
         leaf = self._issue(public_key, x509.Name([]), san, self.lifetime(ttl))
-        return [c.public_bytes(serialization.Encoding.PEM) for c in [leaf, *self.chain]]
+        return [pem([c]) for c in [leaf, *self.intermediates]] + [self.root_pem]
 
     def server_credentials(self, *hosts: str) -> ServerCredentials:
         """A fresh key and a serving certificate for `hosts` (DNS names or IP addresses)."""
@@ -237,7 +254,42 @@ class CertificateAuthority:
         leaf = self._issue(
             key.public_key(), subject, x509.SubjectAlternativeName(names), self.default_ttl
         )
-        return ServerCredentials(_pem([leaf, *self.chain]), key_pem(key))
+        return ServerCredentials(pem([leaf, *self.chain]), key_pem(key))
+
+    def rotate_root(self, key_type: KeyType, trust_domain: str) -> CaMaterial:
+        """The material of this CA after starting a root rotation: a new root signs, the bundle
+        trusts it beside the old ones, and the new root cross-signed by the old one bridges
+        the two for peers that trust only the old root."""
+        if not is_self_signed(self.signing_cert):
+            raise RotationError(
+                "this CA signs with an intermediate of "
+                f"{self.signing_cert.issuer.rfc4514_string()}: its root belongs to the "
+                "operator, so rotate by replacing cacerts"
+            )
+        if self.rotating:
+            raise RotationError("a root rotation is already in progress: finish it first")
+        key = generate_key(key_type)
+        root = self_signed_root(key, trust_domain)
+        bridge = cross_signed(root, self.signing_cert, self._key)
+        return CaMaterial(
+            ca_cert=pem([root]),
+            ca_key=key_pem(key),
+            root_cert=pem([root, *self.roots]),
+            cert_chain=pem([bridge, self.signing_cert]),
+        )
+
+    def finish_root_rotation(self) -> CaMaterial:
+        """The material of this CA once the old root is no longer trusted: the bundle without
+        it, and no bridge. Only once every workload renewed since the rotation began: certs
+        of the old root stop verifying, and so does anyone who still trusts only that root."""
+        if not self.rotating:
+            raise RotationError("no root rotation is in progress")
+        old_root = self.chain[-1]
+        return CaMaterial(
+            ca_cert=pem([self.signing_cert]),
+            ca_key=key_pem(self._key),
+            root_cert=pem([root for root in self.roots if root != old_root]),
+        )
 
     def _issue(
         self,
@@ -284,6 +336,13 @@ class CertificateAuthority:
             .add_extension(self._authority_key_id, critical=False)
             .sign(self._key, hashes.SHA256())
         )
+
+
+def _certificates(data: bytes, name: str) -> list[x509.Certificate]:
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as error:
+        raise ValueError(f"{name}: cannot read PEM certificates: {error}") from error
 
 
 def _check_requested_names(csr: x509.CertificateSigningRequest, identity: SpiffeId) -> None:

@@ -14,14 +14,15 @@ import hmac
 import secrets
 from pathlib import Path
 
-from citadel.ca import write_private
+from citadel.authn import AuthenticationError
+from citadel.cacerts import write_private
 from meshcore.identity import SpiffeId
 
 TOKEN_KEY = "token-key"
 _PREFIX = "v1"
 
 
-class TokenError(ValueError):
+class TokenError(AuthenticationError):
     """The token is malformed, forged, or names no valid identity."""
 
 
@@ -34,6 +35,8 @@ def _unb64(text: str) -> bytes:
 
 
 class TokenAuthority:
+    """Mints and checks bootstrap tokens; the local mesh's `Authenticator`."""
+
     def __init__(self, key: bytes) -> None:
         if len(key) < 32:
             raise ValueError("the token key needs at least 32 bytes")
@@ -44,6 +47,7 @@ class TokenAuthority:
         """The authority whose key is `directory/token-key`, created (mode 0600) if missing."""
         path = directory / TOKEN_KEY
         if not path.exists():
+            directory.mkdir(parents=True, exist_ok=True)
             write_private(path, secrets.token_bytes(32))
         return cls(path.read_bytes())
 
@@ -66,3 +70,6 @@ class TokenAuthority:
             return SpiffeId.parse(_unb64(encoded).decode())
         except ValueError as error:
             raise TokenError(f"token names no valid identity: {error}") from error
+
+    async def authenticate(self, token: str) -> SpiffeId:
+        return self.verify(token)

@@ -25,6 +25,8 @@ from agent.bootstrap import ProxySpec, build_bootstrap
 from agent.certificates import CertificateManager
 from agent.envoy_process import EnvoyOptions, EnvoyProcess
 from agent.sds import SdsServer
+from citadel.cacerts import DirectoryStore
+from citadel.rotation import finish_stored_rotation, rotate_stored_root
 from citadel.server import Citadel, CitadelOptions
 from citadel.tokens import TokenAuthority
 from meshcore.identity import SpiffeId
@@ -122,6 +124,46 @@ async def test_a_refused_token_is_retried_without_a_certificate(
         "citadel_server_authentication_failure_count_total"
     )
     assert failures is not None and failures >= 2
+
+
+async def test_the_agent_follows_a_root_rotation(tmp_path: Path) -> None:
+    """The agent adopts the trust bundle citadel answers with, so it keeps renewing after a
+    rotation has dropped the root it was started with."""
+    ca_dir = tmp_path / "ca"
+    options = CitadelOptions(ca_dir=ca_dir, port=0, mtls_port=0, monitoring_port=0)
+    async with Citadel(options) as citadel:
+        old_root = citadel.ca.root_pem
+        token = citadel.tokens.mint(HELLO)
+    store = DirectoryStore(ca_dir)
+    await rotate_stored_root(store, key_type="ec", trust_domain="cluster.local")
+    async with Citadel(options) as overlap:
+        manager = CertificateManager(
+            overlap.address,
+            overlap.mtls_address,
+            old_root,
+            token,
+            HELLO,
+            SdsServer(tmp_path / "sds.sock"),
+            ttl=TTL,
+        )
+        async with manager:
+            first = await asyncio.wait_for(manager.wait_for_certificate(), timeout=10)
+            assert len(x509.load_pem_x509_certificates(first.roots_pem)) == 2
+            await finish_stored_rotation(store)
+            await overlap.stop()
+            # Same ports, new bundle: only the new root remains; the agent must still renew.
+            after = CitadelOptions(
+                ca_dir=ca_dir,
+                host=overlap.options.host,
+                port=overlap.port,
+                mtls_port=overlap.mtls_port,
+                monitoring_port=0,
+            )
+            async with Citadel(after) as finished:
+                await until_renewed(manager, manager.renewals + 2)
+                renewed = manager.current
+                assert renewed is not None
+                assert renewed.roots_pem == finished.ca.root_pem != old_root
 
 
 async def served_leaf(ip: str, root_pem: bytes) -> x509.Certificate | None:

@@ -27,13 +27,14 @@ async def citadel(tmp_path: Path) -> AsyncIterator[Citadel]:
         yield running
 
 
-async def _create(
+async def create_certificate(
     address: str,
     credentials: grpc.ChannelCredentials,
     csr: bytes,
     metadata: tuple[tuple[str, str], ...] = (),
 ) -> list[str]:
-    # Verify the server as an Istio agent does: against the mesh root, as istiod's name.
+    """CreateCertificate as an agent calls it (the other citadel tests share it): verifying the
+    server against the mesh root, as istiod's name. The answer: leaf first, trust bundle last."""
     options = [("grpc.ssl_target_name_override", CONTROL_PLANE_HOST)]
     async with grpc.aio.secure_channel(address, credentials, options=options) as channel:
         call = channel.unary_unary(
@@ -52,7 +53,7 @@ def _bearer(citadel: Citadel, identity: SpiffeId) -> tuple[tuple[str, str], ...]
 
 async def test_token_gets_a_certificate_for_its_identity(citadel: Citadel) -> None:
     key = new_key()
-    chain = await _create(
+    chain = await create_certificate(
         citadel.address,
         grpc.ssl_channel_credentials(citadel.ca.root_pem),
         make_csr(key, REVIEWS.uri),
@@ -72,7 +73,7 @@ async def test_token_gets_a_certificate_for_its_identity(citadel: Citadel) -> No
 
 async def test_csr_for_another_identity_is_denied(citadel: Citadel) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await _create(
+        await create_certificate(
             citadel.address,
             grpc.ssl_channel_credentials(citadel.ca.root_pem),
             make_csr(new_key(), RATINGS.uri),
@@ -83,7 +84,7 @@ async def test_csr_for_another_identity_is_denied(citadel: Citadel) -> None:
 
 async def test_bad_csr_is_an_invalid_argument(citadel: Citadel) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await _create(
+        await create_certificate(
             citadel.address,
             grpc.ssl_channel_credentials(citadel.ca.root_pem),
             b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
@@ -98,7 +99,7 @@ async def test_missing_or_bad_credential_is_unauthenticated(
 ) -> None:
     metadata = () if authorization is None else (("authorization", authorization),)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await _create(
+        await create_certificate(
             citadel.address,
             grpc.ssl_channel_credentials(citadel.ca.root_pem),
             make_csr(new_key(), REVIEWS.uri),
@@ -109,7 +110,7 @@ async def test_missing_or_bad_credential_is_unauthenticated(
 
 async def test_renewal_with_the_issued_certificate(citadel: Citadel) -> None:
     key = new_key()
-    first = await _create(
+    first = await create_certificate(
         citadel.address,
         grpc.ssl_channel_credentials(citadel.ca.root_pem),
         make_csr(key, REVIEWS.uri),
@@ -120,19 +121,21 @@ async def test_renewal_with_the_issued_certificate(citadel: Citadel) -> None:
     )
 
     renewed_key = new_key()
-    renewed = await _create(citadel.mtls_address, mutual, make_csr(renewed_key, REVIEWS.uri))
+    renewed = await create_certificate(
+        citadel.mtls_address, mutual, make_csr(renewed_key, REVIEWS.uri)
+    )
     svid = X509Svid.parse("".join(renewed).encode(), private_pem(renewed_key))
     assert str(svid.spiffe_id) == REVIEWS.uri
     assert renewed[0] != first[0]
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await _create(citadel.mtls_address, mutual, make_csr(new_key(), RATINGS.uri))
+        await create_certificate(citadel.mtls_address, mutual, make_csr(new_key(), RATINGS.uri))
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 async def test_mtls_port_refuses_clients_without_a_mesh_certificate(citadel: Citadel) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await _create(
+        await create_certificate(
             citadel.mtls_address,
             grpc.ssl_channel_credentials(citadel.ca.root_pem),
             make_csr(new_key(), REVIEWS.uri),

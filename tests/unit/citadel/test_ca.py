@@ -15,6 +15,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from spiffe import X509Svid
 
 from citadel.ca import CertificateAuthority, CsrError, IdentityMismatchError
+from citadel.cacerts import CaMaterial, CaStoreError
 from citadel.tokens import TokenAuthority, TokenError
 from meshcore.identity import IdentityError, SpiffeId
 from tests.support.csr import make_csr, new_key, private_pem
@@ -129,8 +130,10 @@ def test_restart_keeps_the_root_and_the_key_is_private(tmp_path: Path) -> None:
 
 def test_rsa_root(tmp_path: Path) -> None:
     ca = CertificateAuthority.load_or_create(tmp_path, key_type="rsa")
-    assert isinstance(ca.root.public_key(), rsa.RSAPublicKey)
-    assert ca.root.public_key().key_size == 2048
+    (root,) = ca.roots
+    public_key = root.public_key()
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    assert public_key.key_size == 2048
     key, chain = _sign(ca)
     X509Svid.parse(b"".join(chain), private_pem(key))
     _verify(chain)
@@ -217,3 +220,34 @@ def test_spiffe_id_parsing() -> None:
         SpiffeId.parse("spiffe://cluster.local/ns/default/sa/a/b")
     with pytest.raises(IdentityError):
         SpiffeId("Default", "reviews")
+
+
+def test_a_chain_that_leads_to_no_trusted_root_is_refused(tmp_path: Path) -> None:
+    operator_key, other_key, intermediate_key = new_key(), new_key(), new_key()
+    operator_root = _ca_cert(operator_key, "operator root", None, operator_key)
+    other_root = _ca_cert(other_key, "another root", None, other_key)
+    intermediate = _ca_cert(intermediate_key, "cluster intermediate", operator_root, operator_key)
+    pem = serialization.Encoding.PEM
+    (tmp_path / "ca-cert.pem").write_bytes(intermediate.public_bytes(pem))
+    (tmp_path / "ca-key.pem").write_bytes(private_pem(intermediate_key))
+    (tmp_path / "root-cert.pem").write_bytes(other_root.public_bytes(pem))
+    with pytest.raises(ValueError, match=r"no certificate of root-cert\.pem issued"):
+        CertificateAuthority.load_or_create(tmp_path)
+
+
+def test_an_incomplete_ca_directory_names_what_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "ca-key.pem").write_bytes(private_pem(new_key()))
+    with pytest.raises(CaStoreError, match=r"has no ca-cert\.pem or root-cert\.pem"):
+        CertificateAuthority.load_or_create(tmp_path)
+
+
+def test_unreadable_ca_files_are_named(tmp_path: Path) -> None:
+    good = CertificateAuthority.load_or_create(tmp_path)
+    root_pem = good.root_pem
+    key_pem = (tmp_path / "ca-key.pem").read_bytes()
+    with pytest.raises(ValueError, match=r"^ca-cert\.pem: cannot read PEM certificates"):
+        CertificateAuthority.from_material(CaMaterial(b"junk", key_pem, root_pem))
+    with pytest.raises(ValueError, match=r"^root-cert\.pem: cannot read PEM certificates"):
+        CertificateAuthority.from_material(CaMaterial(root_pem, key_pem, b"junk"))
+    with pytest.raises(ValueError, match=r"^ca-key\.pem: not a usable private key"):
+        CertificateAuthority.from_material(CaMaterial(root_pem, root_pem, root_pem))

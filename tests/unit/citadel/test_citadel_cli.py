@@ -1,15 +1,86 @@
-"""`python -m citadel` options map onto CitadelOptions the way the brief of each flag says."""
+"""`python -m citadel` options map onto CitadelOptions the way the brief of each flag says, and
+the rotation commands step a CA directory through a rotation."""
 
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
-from citadel.__main__ import parse_args
+import pytest
+from cryptography import x509
+
+from citadel.__main__ import main, options_from, parse_args
+from citadel.ca import CertificateAuthority
+from citadel.cacerts import DirectoryStore
+from citadel.server import CitadelOptions
 
 
 def test_defaults_and_lifetimes_in_hours() -> None:
     args = parse_args(["--ca-dir", "/tmp/ca", "--ttl", "2", "--max-ttl", "48"])
+    assert args.command == "serve"
     assert (args.port, args.mtls_port, args.monitoring_port) == (8060, 8061, 15014)
     assert args.ttl == datetime.timedelta(hours=2)
     assert args.max_ttl == datetime.timedelta(hours=48)
     assert parse_args(["--ca-dir", "x"]).ttl == datetime.timedelta(hours=24)
+
+
+def test_kubernetes_mode_keeps_the_ca_in_a_secret_unless_given_a_directory() -> None:
+    options = options_from(parse_args(["--kubernetes", "in-cluster", "--trust-domain", "a.org"]))
+    assert (options.kubernetes, options.ca_dir) == ("in-cluster", None)
+    assert (options.ca_secret_namespace, options.trust_domain) == ("istio-system", "a.org")
+    named = parse_args(["--kubernetes", "/kubeconfig", "--ca-secret-namespace", "mesh"])
+    assert options_from(named).ca_secret_namespace == "mesh"
+    mounted = options_from(parse_args(["--kubernetes", "in-cluster", "--ca-dir", "/etc/cacerts"]))
+    assert isinstance(mounted.store(None), DirectoryStore)
+    with pytest.raises(ValueError, match="needs a Kubernetes client"):
+        options.store(None)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "give --ca-dir (local mesh) or --kubernetes"),
+        (["--ca-dir", "x", "--ca-secret-namespace", "ns"], "--ca-secret-namespace needs"),
+        (
+            ["--kubernetes", "in-cluster", "--ca-dir", "x", "--ca-secret-namespace", "ns"],
+            "give one",
+        ),
+        (["rotate", "--ca-dir", "x"], "invalid choice: 'rotate'"),
+    ],
+)
+def test_bad_combinations_are_refused(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_options_need_a_ca_directory_or_kubernetes() -> None:
+    with pytest.raises(ValueError, match="needs a CA directory"):
+        CitadelOptions()
+
+
+def test_rotation_commands_step_a_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca_dir = str(tmp_path / "ca")
+    assert main(["rotate-root", "--ca-dir", ca_dir]) == 1
+    assert "there is no CA in directory" in capsys.readouterr().err
+    assert main(["finish-rotation", "--ca-dir", ca_dir]) == 1
+
+    (old_root,) = CertificateAuthority.load_or_create(tmp_path / "ca").roots
+    assert main(["finish-rotation", "--ca-dir", ca_dir]) == 1
+    assert "no root rotation is in progress" in capsys.readouterr().err
+
+    assert main(["rotate-root", "--ca-dir", ca_dir]) == 0
+    assert "restart citadel" in capsys.readouterr().out
+    bundle = x509.load_pem_x509_certificates((tmp_path / "ca" / "root-cert.pem").read_bytes())
+    assert len(bundle) == 2 and bundle[1] == old_root
+    assert main(["rotate-root", "--ca-dir", ca_dir]) == 1
+    assert "already in progress" in capsys.readouterr().err
+
+    assert main(["finish-rotation", "--ca-dir", ca_dir]) == 0
+    finished = x509.load_pem_x509_certificates((tmp_path / "ca" / "root-cert.pem").read_bytes())
+    assert finished == bundle[:1]
+    assert not (tmp_path / "ca" / "cert-chain.pem").exists()
