@@ -19,10 +19,10 @@ from pathlib import Path
 from citadel.ca import DEFAULT_TTL, MAX_TTL, CertificateAuthority
 from citadel.ca_secret import DEFAULT_NAMESPACE
 from citadel.cacerts import CaStoreError
-from citadel.kube import api_client
 from citadel.rotation import finish_stored_rotation, rotate_stored_root
 from citadel.server import Citadel, CitadelOptions
 from meshcore.identity import TRUST_DOMAIN
+from meshcore.kube import api_client
 from meshcore.lifecycle import run_until_signalled
 from meshcore.logs import configure_logging
 

@@ -34,12 +34,12 @@ from citadel.authn import AuthenticationError, Authenticator, AuthenticatorUnava
 from citadel.ca import DEFAULT_TTL, MAX_TTL, CertificateAuthority, CsrError, IdentityMismatchError
 from citadel.ca_secret import DEFAULT_NAMESPACE, SecretStore
 from citadel.cacerts import CaStore, DirectoryStore
-from citadel.kube import api_client
 from citadel.pki import KeyType
 from citadel.tokenreview import ISTIO_CA_AUDIENCE, TokenReviewAuthenticator
 from citadel.tokens import TokenAuthority
 from meshcore.grpc_server import create_server
 from meshcore.identity import CONTROL_PLANE_HOST, TRUST_DOMAIN, IdentityError, SpiffeId
+from meshcore.kube import api_client
 from meshcore.lifecycle import Service
 from meshcore.monitoring import MonitoringServer
 from protos.citadel.v1 import ca_pb2

@@ -19,11 +19,12 @@ from prometheus_client import CollectorRegistry
 
 from galley.distribution import ConfigDistributor
 from galley.sources.directory import DirectorySource, validation_failures
-from galley.sources.kubernetes import ApiClientFactory, KubernetesSource, api_client_factory
+from galley.sources.kubernetes import KubernetesSource
 from galley.store import ConfigStore
 from galley.webhook import ValidationWebhook
 from meshconfig import all_kinds
 from meshcore.grpc_server import bind, create_server
+from meshcore.kube import api_client_factory
 from meshcore.lifecycle import Service, cancel_and_wait
 from meshcore.monitoring import MonitoringServer
 from meshcore.xds.server import XdsServer
@@ -60,7 +61,7 @@ class Galley(Service):
         self.kubernetes = (
             KubernetesSource(
                 self.store,
-                _api_client_factory(options.kubernetes),
+                api_client_factory(options.kubernetes, unlimited_connections=True),
                 namespaces=options.namespaces,
                 failures=failures,
             )
@@ -149,11 +150,3 @@ class Galley(Service):
                 (f"kubernetes:{'/'.join(k)}", m) for k, m in self.kubernetes.errors.items()
             )
         return web.json_response(errors)
-
-
-def _api_client_factory(where: str) -> ApiClientFactory:
-    if where == "in-cluster":
-        return api_client_factory()
-    if where.startswith(("http://", "https://")):
-        return api_client_factory(host=where)
-    return api_client_factory(kubeconfig=where)

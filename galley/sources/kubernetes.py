@@ -25,20 +25,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Counter
 
 from galley.sources.directory import validation_failures
 from galley.store import ConfigStore, Key
 from meshconfig import ConfigValidationError, Kind, Resource, all_kinds, validate_document
+from meshcore.kube import ApiClientFactory
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,6 @@ ORIGIN = "kubernetes"
 # served these) and Secrets, which hold gateway credentials (`credentialName`).
 REGISTRY_CORE_KINDS = frozenset({"Namespace", "Node", "Pod", "Service", "Endpoints", "Secret"})
 
-ApiClientFactory = Callable[[], Awaitable[client.ApiClient]]
 
 _ACCEPT_JSON = {"Accept": "application/json"}
 _AUTH = ["BearerToken"]
@@ -56,28 +55,6 @@ _AUTH = ["BearerToken"]
 def default_kinds() -> list[Kind]:
     """Every meshconfig kind with an API group, plus the core kinds the registry needs."""
     return [k for k in all_kinds() if k.group or k.kind in REGISTRY_CORE_KINDS]
-
-
-def api_client_factory(
-    *, host: str | None = None, kubeconfig: str | None = None, context: str | None = None
-) -> ApiClientFactory:
-    """How to reach the API: `host` as is (tests, `kubectl proxy`), else a kubeconfig, else the
-    pod's service account when running in a cluster."""
-
-    async def make() -> client.ApiClient:
-        configuration = client.Configuration()
-        configuration.connection_pool_maxsize = 0  # no limit: every scope keeps a watch open
-        if host is not None:
-            configuration.host = host
-        elif kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        else:
-            await config.load_kube_config(
-                config_file=kubeconfig, context=context, client_configuration=configuration
-            )
-        return client.ApiClient(configuration)
-
-    return make
 
 
 class _Expired(Exception):

@@ -22,11 +22,11 @@ from spiffe import X509Svid
 from citadel.authn import AuthenticationError
 from citadel.ca_secret import SecretStore
 from citadel.cacerts import CaStoreError
-from citadel.kube import api_client
 from citadel.rotation import rotate_stored_root
 from citadel.server import Citadel, CitadelOptions
 from citadel.tokenreview import TokenReviewAuthenticator
 from meshcore.identity import SpiffeId
+from meshcore.kube import api_client
 from tests.integration.test_citadel_csr import create_certificate
 from tests.support.csr import make_csr, new_key, private_pem
 from tests.support.kube_fake import KubeFake

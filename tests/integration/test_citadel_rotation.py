@@ -18,10 +18,10 @@ from cryptography import x509
 
 from citadel.ca_secret import SecretStore
 from citadel.cacerts import CaStoreError
-from citadel.kube import api_client
 from citadel.rotation import rotate_stored_root
 from citadel.server import Citadel, CitadelOptions
 from meshcore.identity import SpiffeId
+from meshcore.kube import api_client
 from tests.integration.test_citadel_csr import create_certificate
 from tests.integration.test_citadel_kubernetes import bearer, options, review, verifies
 from tests.support.csr import make_csr, new_key, private_pem

@@ -16,11 +16,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import Field
 
-from galley.sources.kubernetes import ORIGIN, KubernetesSource, api_client_factory
+from galley.sources.kubernetes import ORIGIN, KubernetesSource
 from galley.store import ConfigStore, Key
 from meshconfig import Kind, kind_for, kinds, validate_document
 from meshconfig.base import SpecModel
 from meshconfig.kube import PodStatus
+from meshcore.kube import api_client_factory
 from tests.support.kube_fake import KubeFake
 from tests.unit.galley.galley_test_kind import GROUP, WIDGET, widget_kind
 
@@ -99,7 +100,7 @@ def make_source(
         options.setdefault("kinds", [WIDGET, CONFIG_MAP])
         return KubernetesSource(
             store,
-            api_client_factory(host=kube.url),
+            api_client_factory(kube.url),
             backoff=(0.01, 0.1),
             registry=registry,
             **options,
