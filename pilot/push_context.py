@@ -50,10 +50,16 @@ class PushContext:
     # only labels that split sidecar views (most meshes have none, so sidecars keep sharing).
     _source_label_keys: frozenset[str] = frozenset()
     _scopes: dict[tuple[str, str], SidecarScope] = field(default_factory=dict, compare=False)
+    # RequestAuthentication key sets pilot fetched, by URL (`pilot.jwks`).
+    jwks: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def build(
-        cls, registry: RegistrySnapshot, version: str, config: IstioConfig | None = None
+        cls,
+        registry: RegistrySnapshot,
+        version: str,
+        config: IstioConfig | None = None,
+        jwks: Mapping[str, str] = MappingProxyType({}),
     ) -> PushContext:
         config = config or IstioConfig()
         services = tuple(sorted(registry.services, key=lambda s: s.hostname))
@@ -84,6 +90,7 @@ class PushContext:
             _endpoints=MappingProxyType(endpoints),
             _instances_by_address=MappingProxyType({a: tuple(i) for a, i in instances.items()}),
             _source_label_keys=_source_label_keys(config),
+            jwks=jwks,
         )
 
     def service(self, hostname: str) -> Service | None:

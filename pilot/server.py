@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 
 import grpc
 from aiohttp import web
@@ -37,6 +38,7 @@ from pilot.config_galley import GalleyConfig
 from pilot.config_watch import ConfigWatcher
 from pilot.debounce import Debouncer, PushRequest
 from pilot.discovery import DiscoveryService
+from pilot.jwks import JwksResolver, jwks_locations
 from pilot.metrics import PilotMetrics
 from pilot.push_context import PushContext
 from pilot.registry import RegistrySnapshot
@@ -116,6 +118,8 @@ class Pilot(Service):
         self.monitoring.add_get("/debug/syncz", self._syncz)
         self.monitoring.add_get("/debug/config_dump", self._config_dump)
         self.monitoring.add_get("/debug/registryz", self._registryz)
+        # RequestAuthentication key sets named by URL: fetched here, inlined into proxies.
+        self.jwks = JwksResolver(self._on_jwks_change)
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -141,6 +145,9 @@ class Pilot(Service):
             self.mtls_port = bind(self._grpc, address, credentials)
         await self._grpc.start()
         await self.monitoring.start()
+        await self.jwks.start()
+        if self._jwks_locations():  # the first context was built without fetched keys
+            self._debouncer.submit(PushRequest(full=True, reason="jwks"))
         self._tasks = [
             asyncio.create_task(self._debouncer.run(), name="pilot-debounce"),
             asyncio.create_task(self._config.run(), name="pilot-config"),
@@ -157,6 +164,7 @@ class Pilot(Service):
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
         self._tasks = []
+        await self.jwks.stop()
         if self._grpc is not None:
             await self._grpc.stop(grace=1.0)
             self._grpc = None
@@ -168,9 +176,18 @@ class Pilot(Service):
         """Why the config directory's current content was rejected; empty when it is in force."""
         return self._config.last_error
 
-    def _context(self, registry: RegistrySnapshot, update: PilotInput) -> PushContext:
+    def _context(
+        self,
+        registry: RegistrySnapshot,
+        update: PilotInput,
+        jwks: Mapping[str, str] = MappingProxyType({}),
+    ) -> PushContext:
         self.metrics.services.set(len(registry.services))
-        return PushContext.build(registry, version=str(next(self._versions)), config=update.istio)
+        version = str(next(self._versions))
+        return PushContext.build(registry, version=version, config=update.istio, jwks=jwks)
+
+    def _jwks_locations(self) -> dict[str, float]:
+        return jwks_locations(self._input.istio.security.request_authentications)
 
     def _on_input(self, update: PilotInput) -> None:
         previous, self._input = self._input, update
@@ -181,6 +198,9 @@ class Pilot(Service):
         else:
             self._debouncer.submit(PushRequest(full=False, reason="registry"))
 
+    def _on_jwks_change(self) -> None:
+        self._debouncer.submit(PushRequest(full=True, reason="jwks"))
+
     def _on_registration(self) -> None:
         self._debouncer.submit(PushRequest(full=False, reason="autoregistration"))
 
@@ -189,7 +209,8 @@ class Pilot(Service):
         if not request.full:
             request = request.merge(classify_change(self._registry, registry))
         self._registry = registry
-        await self.discovery.push(request, self._context(registry, self._input))
+        key_sets = await self.jwks.resolve(self._jwks_locations())
+        await self.discovery.push(request, self._context(registry, self._input, key_sets))
 
     def _ready(self) -> bool:
         config_ready = not isinstance(self._config, GalleyConfig) or self._config.ready

@@ -21,7 +21,7 @@ from pilot.push_context import PushContext
 def http_filters(ctx: PushContext, proxy: Proxy) -> list[hcm_pb2.HttpFilter]:
     security = ctx.config.security
     jwt = request_authentication.jwt_filters(
-        security.request_authentications_for(proxy.namespace, proxy.labels)
+        security.request_authentications_for(proxy.namespace, proxy.labels), ctx.jwks
     )
     rbac = authorization.http_filters(
         security.authorization_policies_for(proxy.namespace, proxy.labels)
