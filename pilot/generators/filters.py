@@ -67,6 +67,9 @@ def http_connection_manager(
         stat_prefix=stat_prefix,
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
         http_filters=_http_filters(policy_filters),
+        # Istio's defaults: `/a/../b` and `//b` are matched (and authorized) as `/b`.
+        normalize_path=wrappers_pb2.BoolValue(value=True),
+        merge_slashes=True,
     )
     details = manager.set_current_client_cert_details
     if edge:
