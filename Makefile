@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 up: $(STAMP)
-	$(BIN)/python -m localmesh up examples/hello
+	$(BIN)/meshctl up examples/bookinfo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

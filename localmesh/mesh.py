@@ -1,19 +1,23 @@
-"""`LocalMesh`: citadel, pilot, a sidecar per WorkloadEntry and a demo app per served port, in
-one process.
+"""`LocalMesh`: the whole mesh on one machine: control plane, ingress gateway, every workload.
 
-The directory is the mesh: its ServiceEntries and WorkloadEntries are pilot's registry, and
-every WorkloadEntry becomes a running "pod": an Envoy sidecar (supervised, with its readiness
-endpoint on 15021) bound to the entry's address, plus, for each service port the workload
-serves, the demo application listening on the pod's private application address. That address
-is the WorkloadEntry annotation `localmesh.pymesh.dev/app-address` if present, otherwise the
-pod address with the second octet raised by one (127.10.0.2 -> 127.11.0.2): only the sidecar
-forwards there, as only a pod's sidecar reaches its localhost.
+The directory is the mesh, in Istio's own format: galley watches it and feeds pilot, so editing
+a file changes routing within a second. Its ServiceEntries and WorkloadEntries are the registry,
+and every WorkloadEntry becomes a running "pod": an Envoy sidecar (supervised, readiness on
+15021) bound to the entry's address, and the application. The application is the command the
+entry's annotation `localmesh.pymesh.dev/command` names (run as a supervised process with the
+pod's identity in its environment and its sidecar as HTTP proxy), or without one the built-in
+demo app on each port the workload serves. It listens on the pod's private application
+address: the annotation `localmesh.pymesh.dev/app-address`, else the pod address with the
+second octet raised by one (127.10.0.2 -> 127.11.0.2), which only the pod's sidecar forwards to,
+as only a pod's sidecar reaches its localhost.
 
-Every hop is mutual TLS, as in an Istio mesh: each sidecar's agent gets its workload
-certificate from citadel (a bootstrap token minted for the pod's service account, renewals over
-mTLS) and serves it to Envoy over SDS; Envoy reaches pilot on 15011 with it, and pilot's auto
-mTLS makes sidecar-to-sidecar traffic mutual TLS. Citadel keeps its CA under the run directory,
-so a restarted mesh keeps its root.
+Every hop is mutual TLS, as in an Istio mesh: each agent gets its workload certificate from
+citadel (a bootstrap token minted for the pod's service account, renewals over mTLS) and serves
+it to Envoy over SDS; Envoy reaches pilot on 15011 with it, and auto mTLS makes sidecar to
+sidecar traffic mutual TLS. An ingress gateway (labels `istio: ingressgateway`, Istio's) runs
+as Envoy in router mode on its own address, serving what the directory's Gateways ask. Each
+control-plane service has its own loopback address, so all keep Istio's ports. Citadel keeps
+its CA under the run directory, so a restarted mesh keeps its root.
 """
 
 from __future__ import annotations
@@ -21,19 +25,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
+import shlex
+import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import yaml
 
-from agent.bootstrap import ProxySpec
+from agent.bootstrap import ProxySpec, ProxyType
 from agent.envoy_process import EnvoyOptions
 from agent.health import HealthServer
 from agent.workload import CitadelAccess, WorkloadProxy
 from citadel.server import Citadel, CitadelOptions
+from galley.server import Galley, GalleyOptions
+from localmesh.app_process import AppProcess
 from localmesh.demo_app import DemoApp
+from localmesh.state import Endpoint, MeshState
 from meshcore.identity import CONTROL_PLANE_HOST, SpiffeId
 from meshcore.lifecycle import Service
 from pilot.config_files import load_config_directory
@@ -42,8 +54,21 @@ from pilot.push_context import PushContext
 from pilot.server import Pilot, PilotOptions
 
 APP_ADDRESS_ANNOTATION = "localmesh.pymesh.dev/app-address"
+COMMAND_ANNOTATION = "localmesh.pymesh.dev/command"
 HTTP_PROXY_PORT = 15080
 PILOT_MTLS_PORT = 15011
+GATEWAY_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
+GATEWAY_NAME = "istio-ingressgateway"
+
+
+@dataclass(frozen=True)
+class MeshAddresses:
+    """Where the control plane and the ingress gateway listen (each its own loopback IP)."""
+
+    pilot: str = "127.0.0.1"
+    citadel: str = "127.0.0.2"
+    galley: str = "127.0.0.3"
+    gateway: str = "127.0.0.1"  # http://127.0.0.1:8080/ for a Gateway server on port 8080
 
 
 @dataclass
@@ -54,9 +79,11 @@ class Pod:
     app_address: str
     app_ports: tuple[int, ...]
     services: tuple[str, ...]  # "host:port" of the service ports it serves
+    command: tuple[str, ...] = ()  # the application; empty: the built-in demo app
     proxy: WorkloadProxy | None = None
     health: HealthServer | None = None
     apps: list[DemoApp] = field(default_factory=list)
+    process: AppProcess | None = None
 
     @property
     def name(self) -> str:
@@ -102,53 +129,76 @@ def plan_pods(directory: Path) -> list[Pod]:
                 notes.get(APP_ADDRESS_ANNOTATION) or default_app_address(workload.address),
                 tuple(sorted(app_ports)),
                 tuple(services),
+                _command(notes.get(COMMAND_ANNOTATION, "")),
             )
         )
     return pods
 
 
+def _command(text: str) -> tuple[str, ...]:
+    """The annotation's command line; `python` means the mesh's own interpreter, which has
+    the project (and its demo applications) installed."""
+    argv = shlex.split(text)
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    return tuple(argv)
+
+
+def gateway_urls(directory: Path, gateway_host: str) -> list[str]:
+    """URLs the ingress gateway serves: per Gateway server (HTTP, ingress gateway selector), the
+    first path a VirtualService bound to that Gateway matches, else `/`."""
+    istio = load_config_directory(directory).istio
+    urls = []
+    for gateway in istio.gateways:
+        spec: Any = gateway.spec
+        if any(GATEWAY_LABELS.get(k) != v for k, v in (spec.selector or {}).items()):
+            continue
+        name = f"{gateway.metadata.namespace}/{gateway.metadata.name}"
+        path = next(
+            (
+                match.uri.exact or match.uri.prefix
+                for vs in istio.virtual_services_for(gateway.metadata.namespace, name)
+                for rule in vs.spec.http or ()  # type: ignore[attr-defined]
+                for match in rule.match or ()
+                if match.uri is not None and (match.uri.exact or match.uri.prefix)
+            ),
+            "/",
+        )
+        for server in spec.servers or ():
+            if server.port.protocol.upper() in ("HTTP", "HTTP2"):
+                urls.append(f"http://{gateway_host}:{server.port.number}{path}")
+    return urls
+
+
 class LocalMesh(Service):
-    """Starts and stops the whole local mesh; `async with LocalMesh(dir)`."""
+    """Starts and stops the whole local mesh; `async with LocalMesh(dir, run_dir)`."""
 
     def __init__(
         self,
         config_dir: Path,
         run_dir: Path,
         *,
-        pilot_host: str = "127.0.0.1",
-        citadel_host: str = "127.0.0.2",
+        addresses: MeshAddresses | None = None,
         envoy_options: EnvoyOptions | None = None,
+        progress: Callable[[str], None] = lambda message: None,
     ) -> None:
         self.config_dir = config_dir
+        self._progress = progress
         self.run_dir = run_dir
+        self.addresses = addresses or MeshAddresses()
         # The CA directory outlives the run: the mesh keeps its root across restarts.
-        self.citadel = Citadel(CitadelOptions(ca_dir=run_dir / "ca", host=citadel_host))
-        self._pilot_host = pilot_host
+        self.citadel = Citadel(CitadelOptions(ca_dir=run_dir / "ca", host=self.addresses.citadel))
+        self.galley = Galley(GalleyOptions(config_dir=config_dir, host=self.addresses.galley))
         self._pilot: Pilot | None = None  # made once citadel has its CA: pilot needs a cert
         self.pods = plan_pods(config_dir)
+        self.gateway: WorkloadProxy | None = None
         self._envoy_options = envoy_options or EnvoyOptions(
             log_level="warning", concurrency=1, drain_seconds=1.0
         )
-        self._pod_stacks: list[contextlib.AsyncExitStack] = []
+        self._stacks: list[contextlib.AsyncExitStack] = []
         self._started: list[Service] = []
         # SDS sockets live here: Unix socket paths must stay short, run directories need not.
         self._sockets: tempfile.TemporaryDirectory[str] | None = None
-
-    async def start(self) -> None:
-        try:
-            self._sockets = tempfile.TemporaryDirectory(prefix="localmesh-sds-")
-            await self.citadel.start()
-            self._started.append(self.citadel)
-            self._pilot = self._make_pilot()
-            await self._pilot.start()
-            self._started.append(self._pilot)
-            for pod in self.pods:
-                stack = contextlib.AsyncExitStack()
-                self._pod_stacks.append(stack)
-                await self._start_pod(pod, stack)
-        except BaseException:
-            await self.stop()
-            raise
 
     @property
     def pilot(self) -> Pilot:
@@ -156,23 +206,32 @@ class LocalMesh(Service):
             raise RuntimeError("the local mesh is not started")
         return self._pilot
 
-    def _make_pilot(self) -> Pilot:
-        """Pilot on 15010, and on 15011 with a serving certificate from citadel's CA."""
-        ca = self.citadel.ca
-        serving = ca.server_credentials(CONTROL_PLANE_HOST, self._pilot_host)
-        options = PilotOptions(
-            config_dir=self.config_dir,
-            host=self._pilot_host,
-            mtls_port=PILOT_MTLS_PORT,
-            tls_cert_chain=serving.chain_pem,
-            tls_key=serving.key_pem,
-            tls_roots=ca.root_pem,
-        )
-        return Pilot(options)
+    async def start(self) -> None:
+        try:
+            self._sockets = tempfile.TemporaryDirectory(prefix="localmesh-sds-")
+            for service in (self.citadel, self.galley):
+                await service.start()
+                self._started.append(service)
+                self._progress(f"{type(service).__name__.lower()} started")
+            self._pilot = self._make_pilot()
+            await self._pilot.start()
+            self._started.append(self._pilot)
+            self._progress("pilot started")
+            await self._start_gateway()
+            self._progress(f"{GATEWAY_NAME} started on {self.addresses.gateway}")
+            for pod in self.pods:
+                stack = contextlib.AsyncExitStack()
+                self._stacks.append(stack)
+                await self._start_pod(pod, stack)
+                self._progress(f"{pod.name} started on {pod.workload.address}")
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
-        """Stop every pod at once (each drains its Envoy), then pilot."""
-        stacks, self._pod_stacks = self._pod_stacks, []
+        """Stop every pod and the gateway at once (each drains its Envoy), then the control
+        plane in reverse order."""
+        stacks, self._stacks = self._stacks, []
         await asyncio.gather(*(stack.aclose() for stack in stacks))
         started, self._started = self._started, []
         for service in reversed(started):
@@ -181,24 +240,24 @@ class LocalMesh(Service):
             self._sockets.cleanup()
             self._sockets = None
 
-    async def _start_pod(self, pod: Pod, stack: contextlib.AsyncExitStack) -> None:
-        workload = pod.workload
-        for port in pod.app_ports:
-            app = DemoApp(workload.name, pod.app_address, port)
-            await stack.enter_async_context(app)
-            pod.apps.append(app)
-        assert self.pilot.mtls_address is not None and self._sockets is not None
-        spec = ProxySpec(
-            ip=workload.address,
-            pod=workload.name,
-            namespace=workload.namespace,
-            pilot=self.pilot.mtls_address,
-            pilot_mtls=True,
-            service_account=workload.service_account or "default",
-            labels=dict(workload.labels),
-            http_proxy_port=HTTP_PROXY_PORT,
-            app_address=pod.app_address,
+    def _make_pilot(self) -> Pilot:
+        """Pilot fed by galley, on 15010 and on 15011 with a serving certificate from citadel."""
+        ca = self.citadel.ca
+        host = self.addresses.pilot
+        serving = ca.server_credentials(CONTROL_PLANE_HOST, host)
+        options = PilotOptions(
+            galley=f"{self.addresses.galley}:{self.galley.options.grpc_port}",
+            host=host,
+            mtls_port=PILOT_MTLS_PORT,
+            tls_cert_chain=serving.chain_pem,
+            tls_key=serving.key_pem,
+            tls_roots=ca.root_pem,
         )
+        return Pilot(options)
+
+    def _proxy(self, spec: ProxySpec, stack_name: str) -> WorkloadProxy:
+        """A proxy with its certificate from citadel, reaching pilot over mutual TLS."""
+        assert self._sockets is not None
         identity = SpiffeId(spec.namespace, spec.service_account)
         citadel = CitadelAccess(
             self.citadel.address,
@@ -206,42 +265,135 @@ class LocalMesh(Service):
             self.citadel.ca.root_pem,
             self.citadel.tokens.mint(identity),
         )
-        pod.proxy = WorkloadProxy(
+        return WorkloadProxy(
             spec,
-            self.run_dir / f"{workload.name}.{workload.namespace}",
+            self.run_dir / stack_name,
             self._envoy_options,
             citadel,
-            Path(self._sockets.name, f"{workload.name}.{workload.namespace}.sock"),
+            Path(self._sockets.name, f"{stack_name}.sock"),
         )
-        await stack.enter_async_context(pod.proxy)
+
+    def _pilot_mtls(self) -> str:
+        address = self.pilot.mtls_address
+        assert address is not None
+        return address
+
+    async def _start_gateway(self) -> None:
+        spec = ProxySpec(
+            ip=self.addresses.gateway,
+            pod=GATEWAY_NAME,
+            namespace="istio-system",
+            pilot=self._pilot_mtls(),
+            pilot_mtls=True,
+            proxy_type=ProxyType.ROUTER,
+            service_account="istio-ingressgateway-service-account",
+            labels=GATEWAY_LABELS,
+        )
+        stack = contextlib.AsyncExitStack()
+        self._stacks.append(stack)
+        self.gateway = await stack.enter_async_context(
+            self._proxy(spec, f"{GATEWAY_NAME}.istio-system")
+        )
+        await stack.enter_async_context(HealthServer(spec.ip, spec.admin_url))
+
+    async def _start_pod(self, pod: Pod, stack: contextlib.AsyncExitStack) -> None:
+        workload = pod.workload
+        name = f"{workload.name}.{workload.namespace}"
+        spec = ProxySpec(
+            ip=workload.address,
+            pod=workload.name,
+            namespace=workload.namespace,
+            pilot=self._pilot_mtls(),
+            pilot_mtls=True,
+            service_account=workload.service_account or "default",
+            labels=dict(workload.labels),
+            http_proxy_port=HTTP_PROXY_PORT,
+            app_address=pod.app_address,
+        )
+        if pod.command:
+            sidecar = f"http://{workload.address}:{HTTP_PROXY_PORT}"
+            environment = {
+                "APP_ADDRESS": pod.app_address,
+                "APP_PORTS": ",".join(map(str, pod.app_ports)),
+                "POD_NAME": workload.name,
+                "POD_NAMESPACE": workload.namespace,
+                "SERVICE_ACCOUNT": spec.service_account,
+                "HTTP_PROXY": sidecar,
+                "http_proxy": sidecar,
+                "NO_PROXY": "",
+                "no_proxy": "",
+            }
+            log_file = self.run_dir / name / "app.log"
+            pod.process = AppProcess(name, pod.command, environment, log_file)
+            await stack.enter_async_context(pod.process)
+        else:
+            for port in pod.app_ports:
+                app = DemoApp(workload.name, pod.app_address, port)
+                await stack.enter_async_context(app)
+                pod.apps.append(app)
+        pod.proxy = await stack.enter_async_context(self._proxy(spec, name))
         pod.health = HealthServer(spec.ip, spec.admin_url)
         await stack.enter_async_context(pod.health)
 
     async def wait_ready(self, attempts: int = 300, interval: float = 0.1) -> list[str]:
-        """Wait until every pod's /healthz/ready says 200; return the pods still not ready."""
-        pending = list(self.pods)
+        """Wait until every pod (its sidecar's /healthz/ready says 200 and its application
+        accepts connections on each port) and the gateway are ready; return those still not."""
+        pending = [GATEWAY_NAME, *(pod.name for pod in self.pods)]
+        pods = {pod.name: pod for pod in self.pods}
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as session:
             for _ in range(attempts):
-                still = []
-                for pod in pending:
-                    url = f"http://{pod.workload.address}:15021/healthz/ready"
-                    try:
-                        async with session.get(url) as response:
-                            if response.status != 200:
-                                still.append(pod)
-                    except (aiohttp.ClientError, OSError, TimeoutError):
-                        still.append(pod)
-                pending = still
+                pending = [
+                    name for name in pending if not await self._ready(session, pods.get(name))
+                ]
                 if not pending:
                     break
                 await asyncio.sleep(interval)
-        return [pod.name for pod in pending]
+        return sorted(pending)
+
+    async def _ready(self, session: aiohttp.ClientSession, pod: Pod | None) -> bool:
+        """The pod's (None: the gateway's) readiness, as a kubelet's probes would see it."""
+        address = pod.workload.address if pod is not None else self.addresses.gateway
+        try:
+            async with session.get(f"http://{address}:15021/healthz/ready") as response:
+                if response.status != 200:
+                    return False
+            app = (pod.app_address, pod.app_ports) if pod is not None else ("", ())
+            for port in app[1]:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(app[0], port), timeout=1)
+                writer.close()
+                await writer.wait_closed()
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return False
+        return True
+
+    def state(self, ready: bool) -> MeshState:
+        """What `meshctl status` and `down` need to find this mesh (`localmesh.state`)."""
+
+        def monitored(name: str, host: str, port: int) -> Endpoint:
+            return Endpoint(name, f"{host}:{port}", f"http://{host}:{port}/ready")
+
+        def pod(name: str, address: str) -> Endpoint:
+            return Endpoint(name, address, f"http://{address}:15021/healthz/ready")
+
+        addresses = self.addresses
+        control_plane = [
+            monitored("citadel", addresses.citadel, self.citadel.monitoring.port),
+            monitored("galley", addresses.galley, self.galley.monitoring.port),
+            monitored("pilot", addresses.pilot, self.pilot.monitoring.port),
+            pod(GATEWAY_NAME, addresses.gateway),
+        ]
+        pods = [pod(p.name, p.workload.address) for p in self.pods]
+        urls = gateway_urls(self.config_dir, addresses.gateway)
+        return MeshState(os.getpid(), str(self.config_dir), ready, control_plane, pods, urls)
 
     def try_commands(self) -> list[str]:
-        """curl commands that go client sidecar -> service -> backend sidecar -> application."""
-        clients = [p for p in self.pods if not p.services] or self.pods
-        if not clients:
-            return []
-        proxy = f"http://{clients[0].workload.address}:{HTTP_PROXY_PORT}"
-        targets = sorted({s for pod in self.pods for s in pod.services})
-        return [f"curl -x {proxy} http://{target}/" for target in targets]
+        """curl commands through the ingress gateway, and through a client's sidecar
+        (client sidecar -> service -> backend sidecar -> application) when a workload serves
+        nothing (a client)."""
+        commands = [f"curl {url}" for url in gateway_urls(self.config_dir, self.addresses.gateway)]
+        clients = [p for p in self.pods if not p.services]
+        if clients:
+            proxy = f"http://{clients[0].workload.address}:{HTTP_PROXY_PORT}"
+            targets = sorted({s for pod in self.pods for s in pod.services})
+            commands += [f"curl -x {proxy} http://{target}/" for target in targets]
+        return commands

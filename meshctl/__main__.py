@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from meshctl import analyze
+from meshctl import analyze, local, proxies, version
 
-SUBCOMMANDS = (analyze,)
+SUBCOMMANDS = (analyze, local, proxies, version)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from agent.envoy_process import EnvoyOptions
-from localmesh.mesh import LocalMesh, default_app_address, plan_pods
+from localmesh.mesh import LocalMesh, MeshAddresses, default_app_address, plan_pods
 from tests.integration.mesh import allocate_block
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello"
@@ -28,13 +28,10 @@ def test_plan_gives_every_workload_a_pod_and_backends_their_ports() -> None:
 async def test_the_example_mesh_answers_the_printed_command(tmp_path: Path) -> None:
     options = EnvoyOptions(drain_seconds=0.2, concurrency=1, log_level="warning")
     block = allocate_block()
-    mesh = LocalMesh(
-        EXAMPLE,
-        tmp_path,
-        pilot_host=f"{block}.1",
-        citadel_host=f"{block}.2",
-        envoy_options=options,
+    addresses = MeshAddresses(
+        pilot=f"{block}.1", citadel=f"{block}.2", galley=f"{block}.3", gateway=f"{block}.4"
     )
+    mesh = LocalMesh(EXAMPLE, tmp_path, addresses=addresses, envoy_options=options)
     async with mesh:
         assert await mesh.wait_ready() == []
         [command] = mesh.try_commands()
