@@ -97,6 +97,13 @@ def validate_document(document: Mapping[str, Any], source: str = "") -> Resource
         body: Any = {k: v for k, v in document.items() if k not in _OBJECT_FIELDS}
         prefix = ""
     else:
+        # Kubernetes' strict field validation: a misplaced field (`action:` beside `spec:`
+        # instead of under it) is an error, not silently dropped.
+        errors.extend(
+            FieldError(str(key), "unknown field (a document has apiVersion, kind, metadata, spec)")
+            for key in document
+            if key not in _OBJECT_FIELDS and key != "spec"
+        )
         body = document.get("spec")
         prefix = "spec"
         if body is None and kind.spec_required:

@@ -104,3 +104,15 @@ def test_a_known_kind_at_an_unserved_version_is_an_error_not_an_unknown_kind() -
     assert "apiVersion: version 'v2' of ServiceEntry is not served (v1, v1beta1, v1alpha3)" in str(
         caught.value
     )
+
+
+def test_a_field_beside_spec_is_refused_not_dropped() -> None:
+    document = {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "AuthorizationPolicy",
+        "metadata": {"name": "deny", "namespace": "default"},
+        "action": "DENY",  # belongs under spec: dropping it would turn DENY into deny-all
+        "spec": {},
+    }
+    with pytest.raises(ConfigValidationError, match=r"action: unknown field"):
+        validate_document(document, "policy.yaml")
