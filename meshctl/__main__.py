@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from meshctl import analyze, local, proxies, version
+from meshctl import analyze, completion, config, local, proxies, version
 
-SUBCOMMANDS = (analyze, local, proxies, version)
+SUBCOMMANDS = (analyze, local, proxies, config, version, completion)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in SUBCOMMANDS:
         module.register(subparsers)
+    parser.set_defaults(parser=parser)  # for commands that describe meshctl itself
     return parser
 
 
