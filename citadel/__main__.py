@@ -1,6 +1,12 @@
 """`python -m citadel`: run the mesh CA alone until SIGTERM or Ctrl-C, or take a root rotation
 step on its stored CA (`rotate-root`, later `finish-rotation`; restart citadel after each).
 
+Two commands prepare a mesh whose parts start separately (docker-compose): `mint-token` writes
+a workload's bootstrap token (`--namespace`, `--service-account`, `--out FILE`), and
+`server-cert` a serving certificate for control-plane names (`--name`, repeatable) as
+`tls.crt`, `tls.key` and `ca.crt` in `--out-dir`, the layout of a Kubernetes TLS Secret. Both
+create the CA in `--ca-dir` if it has none yet, as serving would.
+
 The local mesh: `--ca-dir DIR` (CA and bootstrap-token key). Kubernetes: `--kubernetes WHERE`
 ("in-cluster", a kubeconfig path, or the API's URL, as galley takes it) checks service-account
 tokens with the API server and keeps the CA in the Secret istio-ca-secret, or in a plugged-in
@@ -18,10 +24,11 @@ from pathlib import Path
 
 from citadel.ca import DEFAULT_TTL, MAX_TTL, CertificateAuthority
 from citadel.ca_secret import DEFAULT_NAMESPACE
-from citadel.cacerts import CaStoreError
+from citadel.cacerts import CaStoreError, write_private
 from citadel.rotation import finish_stored_rotation, rotate_stored_root
 from citadel.server import Citadel, CitadelOptions
-from meshcore.identity import TRUST_DOMAIN
+from citadel.tokens import TokenAuthority
+from meshcore.identity import TRUST_DOMAIN, SpiffeId
 from meshcore.kube import api_client
 from meshcore.lifecycle import run_until_signalled
 from meshcore.logs import configure_logging
@@ -29,6 +36,8 @@ from meshcore.logs import configure_logging
 SERVE = "serve"
 ROTATE_ROOT = "rotate-root"
 FINISH_ROTATION = "finish-rotation"
+MINT_TOKEN = "mint-token"
+SERVER_CERT = "server-cert"
 
 
 def _hours(text: str) -> datetime.timedelta:
@@ -42,10 +51,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "command",
         nargs="?",
-        choices=[SERVE, ROTATE_ROOT, FINISH_ROTATION],
+        choices=[SERVE, ROTATE_ROOT, FINISH_ROTATION, MINT_TOKEN, SERVER_CERT],
         default=SERVE,
         help="serve (default); rotate-root: a new root signs, both are trusted; "
-        "finish-rotation: the old root is no longer trusted",
+        "finish-rotation: the old root is no longer trusted; mint-token; server-cert",
     )
     parser.add_argument("--ca-dir", type=Path, help="cacerts directory (kept)")
     parser.add_argument(
@@ -69,7 +78,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--key-type", choices=["ec", "rsa"], default="ec", help="for a new root")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--namespace", help="mint-token: the workload's namespace")
+    parser.add_argument("--service-account", help="mint-token: the workload's service account")
+    parser.add_argument("--out", type=Path, help="mint-token: the token file to write")
+    parser.add_argument(
+        "--name", action="append", default=[], help="server-cert: a DNS name or IP (repeatable)"
+    )
+    parser.add_argument("--out-dir", type=Path, help="server-cert: where tls.crt/tls.key go")
     args = parser.parse_args(argv)
+    if args.command == MINT_TOKEN and not (
+        args.ca_dir and args.namespace and args.service_account and args.out
+    ):
+        parser.error("mint-token needs --ca-dir, --namespace, --service-account and --out")
+    if args.command == SERVER_CERT and not (args.ca_dir and args.name and args.out_dir):
+        parser.error("server-cert needs --ca-dir, at least one --name, and --out-dir")
     if args.ca_dir is None and args.kubernetes is None:
         parser.error("give --ca-dir (local mesh) or --kubernetes (service-account tokens)")
     if args.ca_secret_namespace is not None:
@@ -112,9 +134,35 @@ async def rotation_step(args: argparse.Namespace) -> CertificateAuthority:
             await api.close()
 
 
+def mint_token(args: argparse.Namespace) -> None:
+    """A bootstrap token for the identity, written where only its workload should read it."""
+    identity = SpiffeId(args.namespace, args.service_account, args.trust_domain)
+    token = TokenAuthority.load_or_create(args.ca_dir).mint(identity)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_private(args.out, token.encode())
+
+
+def server_cert(args: argparse.Namespace) -> None:
+    """A serving certificate (and the mesh's trust bundle) for control-plane names."""
+    ca = CertificateAuthority.load_or_create(
+        args.ca_dir, key_type=args.key_type, trust_domain=args.trust_domain, default_ttl=args.ttl
+    )
+    serving = ca.server_credentials(*args.name)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "tls.crt").write_bytes(serving.chain_pem)
+    write_private(args.out_dir / "tls.key", serving.key_pem)
+    (args.out_dir / "ca.crt").write_bytes(ca.root_pem)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.log_level)
+    if args.command == MINT_TOKEN:
+        mint_token(args)
+        return 0
+    if args.command == SERVER_CERT:
+        server_cert(args)
+        return 0
     if args.command == SERVE:
         asyncio.run(run_until_signalled(Citadel(options_from(args))))
         return 0

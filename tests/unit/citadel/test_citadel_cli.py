@@ -13,6 +13,8 @@ from citadel.__main__ import main, options_from, parse_args
 from citadel.ca import CertificateAuthority
 from citadel.cacerts import DirectoryStore
 from citadel.server import CitadelOptions
+from citadel.tokens import TokenAuthority
+from meshcore.identity import SpiffeId
 
 
 def test_defaults_and_lifetimes_in_hours() -> None:
@@ -84,3 +86,61 @@ def test_rotation_commands_step_a_directory(
     finished = x509.load_pem_x509_certificates((tmp_path / "ca" / "root-cert.pem").read_bytes())
     assert finished == bundle[:1]
     assert not (tmp_path / "ca" / "cert-chain.pem").exists()
+
+
+def test_mint_token_and_server_cert_prepare_a_mesh_started_piecewise(tmp_path: Path) -> None:
+    ca_dir = tmp_path / "ca"
+    token_file = tmp_path / "out" / "reviews.token"
+    assert (
+        main(
+            [
+                "mint-token",
+                "--ca-dir",
+                str(ca_dir),
+                "--namespace",
+                "default",
+                "--service-account",
+                "bookinfo-reviews",
+                "--out",
+                str(token_file),
+            ]
+        )
+        == 0
+    )
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    identity = TokenAuthority.load_or_create(ca_dir).verify(token_file.read_text())
+    assert identity == SpiffeId("default", "bookinfo-reviews")
+
+    out = tmp_path / "pilot-tls"
+    assert (
+        main(
+            [
+                "server-cert",
+                "--ca-dir",
+                str(ca_dir),
+                "--ttl",
+                "2",
+                "--name",
+                "istiod.istio-system.svc",
+                "--name",
+                "10.0.0.5",
+                "--out-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    leaf = x509.load_pem_x509_certificates((out / "tls.crt").read_bytes())[0]
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["istiod.istio-system.svc"]
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["10.0.0.5"]
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc <= datetime.timedelta(
+        hours=2, minutes=2
+    )
+    assert (out / "ca.crt").read_bytes() == CertificateAuthority.load_or_create(ca_dir).root_pem
+
+
+def test_mint_token_needs_its_identity(capsys) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["mint-token", "--ca-dir", "/tmp/x", "--namespace", "default"])
+    assert "mint-token needs" in capsys.readouterr().err
