@@ -35,6 +35,7 @@ from citadel.ca import DEFAULT_TTL, MAX_TTL, CertificateAuthority, CsrError, Ide
 from citadel.ca_secret import DEFAULT_NAMESPACE, SecretStore
 from citadel.cacerts import CaStore, DirectoryStore
 from citadel.pki import KeyType
+from citadel.serving import ServingCertificate
 from citadel.tokenreview import ISTIO_CA_AUDIENCE, TokenReviewAuthenticator
 from citadel.tokens import TokenAuthority
 from meshcore.grpc_server import create_server
@@ -185,7 +186,7 @@ class Citadel(Service):
             default_ttl=options.default_ttl,
             max_ttl=options.max_ttl,
         )
-        serving = self.ca.server_credentials(CONTROL_PLANE_HOST, options.host)
+        self.serving = ServingCertificate(self.ca, CONTROL_PLANE_HOST, options.host)
         server = create_server(max_receive_message_bytes=64 * 1024)
         create = grpc.unary_unary_rpc_method_handler(
             self._create_certificate,
@@ -197,12 +198,7 @@ class Citadel(Service):
         )
         ports = []
         for port, mutual in ((options.port, False), (options.mtls_port, True)):
-            credentials = grpc.ssl_server_credentials(
-                [(serving.key_pem, serving.chain_pem)],
-                # Every root of the bundle: during a rotation, renewals come from both.
-                root_certificates=self.ca.root_pem,
-                require_client_auth=mutual,
-            )
+            credentials = self.serving.credentials(require_client_auth=mutual)
             address = f"{options.host}:{port}"
             ports.append(int(server.add_secure_port(address, credentials)))
             if ports[-1] == 0:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -142,3 +145,42 @@ async def test_mtls_port_refuses_clients_without_a_mesh_certificate(citadel: Cit
             _bearer(citadel, REVIEWS),
         )
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def served_certificate(address: str, root_pem: bytes) -> x509.Certificate:
+    """The certificate citadel presents to a new TLS connection, verified against the root."""
+    host, port = address.rsplit(":", 1)
+    context = ssl.create_default_context(cadata=root_pem.decode())
+    context.check_hostname = False
+    _, writer = await asyncio.open_connection(
+        host, int(port), ssl=context, server_hostname=CONTROL_PLANE_HOST
+    )
+    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.close()
+    await writer.wait_closed()
+    return x509.load_der_x509_certificate(der)
+
+
+async def test_citadel_renews_its_own_serving_certificate(tmp_path: Path) -> None:
+    """With a 2 s lifetime, citadel's own certificate would have expired after 3 s; it serves
+    a renewed one and still issues certificates."""
+    options = CitadelOptions(
+        ca_dir=tmp_path / "ca",
+        port=0,
+        mtls_port=0,
+        monitoring_port=0,
+        default_ttl=datetime.timedelta(seconds=2),
+    )
+    async with Citadel(options) as citadel:
+        first = await served_certificate(citadel.address, citadel.ca.root_pem)
+        await asyncio.sleep(3)
+        second = await served_certificate(citadel.address, citadel.ca.root_pem)
+        assert second.serial_number != first.serial_number
+        assert second.not_valid_after_utc > datetime.datetime.now(datetime.UTC)
+        chain = await create_certificate(
+            citadel.address,
+            grpc.ssl_channel_credentials(citadel.ca.root_pem),
+            make_csr(new_key(), REVIEWS.uri),
+            _bearer(citadel, REVIEWS),
+        )
+        assert len(chain) == 2
