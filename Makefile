@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy meshcore meshconfig pilot galley citadel agent protos localmesh benchmarks meshctl
+	$(BIN)/mypy meshcore meshconfig pilot galley citadel mixer agent protos localmesh benchmarks meshctl
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
