@@ -9,6 +9,7 @@ from pathlib import Path
 
 from meshcore.lifecycle import run_until_signalled
 from meshcore.logs import configure_logging
+from pilot.mesh_config import DEFAULT_MESH, MeshConfig, MeshConfigError
 from pilot.registry import ConfigError
 from pilot.registry.autoregister import DEFAULT_GRACE_PERIOD
 from pilot.server import Pilot, PilotOptions
@@ -36,6 +37,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--tls-key", type=Path, help="pilot's private key (PEM), for --mtls-port")
     parser.add_argument("--tls-roots", type=Path, help="the mesh root certificates (PEM)")
+    parser.add_argument(
+        "--mesh-config", type=Path, help="Istio MeshConfig YAML (Mixer: policy checks, reports)"
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -54,6 +58,7 @@ async def run(args: argparse.Namespace) -> None:
         tls_cert_chain=_read(args.tls_cert),
         tls_key=_read(args.tls_key),
         tls_roots=_read(args.tls_roots),
+        mesh=DEFAULT_MESH if args.mesh_config is None else MeshConfig.load(args.mesh_config),
     )
     await run_until_signalled(Pilot(options))
 
@@ -67,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level)
     try:
         asyncio.run(run(args))
-    except ConfigError as error:
+    except (ConfigError, MeshConfigError) as error:
         print(f"pilot: invalid configuration: {error}")
         return 2
     return 0

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from pilot.istio_config import IstioConfig, config_key
+from pilot.mesh_config import DEFAULT_MESH, MeshConfig
 from pilot.model import (
     ISTIO_TLS_MODE,
     Endpoint,
@@ -52,6 +53,7 @@ class PushContext:
     _scopes: dict[tuple[str, str], SidecarScope] = field(default_factory=dict, compare=False)
     # RequestAuthentication key sets pilot fetched, by URL (`pilot.jwks`).
     jwks: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    mesh: MeshConfig = DEFAULT_MESH
 
     @classmethod
     def build(
@@ -60,6 +62,7 @@ class PushContext:
         version: str,
         config: IstioConfig | None = None,
         jwks: Mapping[str, str] = MappingProxyType({}),
+        mesh: MeshConfig = DEFAULT_MESH,
     ) -> PushContext:
         config = config or IstioConfig()
         services = tuple(sorted(registry.services, key=lambda s: s.hostname))
@@ -91,6 +94,7 @@ class PushContext:
             _instances_by_address=MappingProxyType({a: tuple(i) for a, i in instances.items()}),
             _source_label_keys=_source_label_keys(config),
             jwks=jwks,
+            mesh=mesh,
         )
 
     def service(self, hostname: str) -> Service | None:

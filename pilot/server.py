@@ -39,6 +39,7 @@ from pilot.config_watch import ConfigWatcher
 from pilot.debounce import Debouncer, PushRequest
 from pilot.discovery import DiscoveryService
 from pilot.jwks import JwksResolver, jwks_locations
+from pilot.mesh_config import DEFAULT_MESH, MeshConfig
 from pilot.metrics import PilotMetrics
 from pilot.push_context import PushContext
 from pilot.registry import RegistrySnapshot
@@ -66,6 +67,8 @@ class PilotOptions:
     # Mutual-TLS xDS (Istio's 15011; None: off): pilot's serving chain and key, and the roots
     # client certificates must chain to (all PEM).
     mtls_port: int | None = None
+    # Istio's MeshConfig (pilot.mesh_config): whether and where sidecars call Mixer.
+    mesh: MeshConfig = DEFAULT_MESH
     tls_cert_chain: bytes = b""
     tls_key: bytes = b""
     tls_roots: bytes = b""
@@ -184,7 +187,9 @@ class Pilot(Service):
     ) -> PushContext:
         self.metrics.services.set(len(registry.services))
         version = str(next(self._versions))
-        return PushContext.build(registry, version=version, config=update.istio, jwks=jwks)
+        return PushContext.build(
+            registry, version=version, config=update.istio, jwks=jwks, mesh=self.options.mesh
+        )
 
     def _jwks_locations(self) -> dict[str, float]:
         return jwks_locations(self._input.istio.security.request_authentications)

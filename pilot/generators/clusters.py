@@ -6,7 +6,8 @@ the address the client dialled. The DestinationRule that applies to a service fr
 namespace adds one cluster per subset (`outbound|<port>|<subset>|<host>`, holding only the
 endpoints with the subset's labels) and its traffic policy (`traffic_policy`) to every one of
 them. Inbound clusters deliver to the local application, which listens on the proxy's
-APP_ADDRESS.
+APP_ADDRESS; a proxy with traffic capture also gets Istio's InboundPassthroughClusterIpv4 for
+ports no service declares.
 """
 
 from __future__ import annotations
@@ -19,16 +20,26 @@ from envoy.extensions.upstreams.http.v3.http_protocol_options_pb2 import HttpPro
 from google.protobuf import struct_pb2
 
 from meshconfig.networking.destination_rule import Subset
-from pilot.generators import names, traffic_policy
+from pilot.generators import mixer, names, traffic_policy
 from pilot.generators.endpoints import cluster_load_assignment, subset_endpoints
 from pilot.generators.inbound import inbound_ports
 from pilot.generators.proto import ads, pack, seconds
 from pilot.generators.traffic_policy import AppliedRule, Upstream
 from pilot.generators.virtual_services import destination_cluster
-from pilot.model import Endpoint, Proxy, ProxyView, Resolution, Service, ServicePort
+from pilot.model import (
+    Endpoint,
+    InterceptionMode,
+    NodeType,
+    Proxy,
+    ProxyView,
+    Resolution,
+    Service,
+    ServicePort,
+)
 from pilot.push_context import PushContext
 
 CONNECT_TIMEOUT_SECONDS: Final = 10
+INBOUND_PASSTHROUGH_SOURCE: Final = "127.0.0.6"
 HTTP_PROTOCOL_OPTIONS: Final = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 Cluster = cluster_pb2.Cluster
@@ -38,7 +49,7 @@ def outbound_clusters(ctx: PushContext, view: ProxyView) -> list[cluster_pb2.Clu
     """`outbound|<port>||<host>` for every port of every visible service, one more per subset
     of the DestinationRule that applies, plus the BlackHoleCluster and PassthroughCluster,
     sorted by name."""
-    clusters = [blackhole_cluster(), passthrough_cluster()]
+    clusters = [blackhole_cluster(), passthrough_cluster(), *mixer.clusters(ctx, view, ctx.mesh)]
     for service in ctx.services_for(view):
         rule = traffic_policy.destination_rule(ctx, service.hostname, view.namespace)
         subsets: tuple[Subset | None, ...] = (None,)
@@ -71,7 +82,24 @@ def inbound_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster
         cluster.load_assignment.CopyFrom(assignment)
         _set_http_options(cluster, traffic_policy.connection_pool(cluster, None, inbound.protocol))
         clusters.append(cluster)
+    if proxy.type is NodeType.SIDECAR and proxy.interception_mode is not InterceptionMode.NONE:
+        clusters.append(inbound_passthrough_cluster())
     return clusters
+
+
+def inbound_passthrough_cluster() -> cluster_pb2.Cluster:
+    """Captured inbound connections to a port no service declares, delivered where they were
+    headed (the pod's address) from 127.0.0.6, the source Istio's capture rules let through
+    instead of redirecting the proxy's connection back to itself."""
+    cluster = Cluster(
+        name=names.INBOUND_PASSTHROUGH_CLUSTER,
+        type=Cluster.ORIGINAL_DST,
+        lb_policy=Cluster.CLUSTER_PROVIDED,
+        connect_timeout=seconds(CONNECT_TIMEOUT_SECONDS),
+    )
+    cluster.upstream_bind_config.source_address.address = INBOUND_PASSTHROUGH_SOURCE
+    cluster.upstream_bind_config.source_address.port_value = 0
+    return cluster
 
 
 def catch_all_cluster(ctx: PushContext, view: ProxyView) -> str:

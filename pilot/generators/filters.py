@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.core.v3 import protocol_pb2
 from envoy.config.listener.v3 import listener_components_pb2
 from envoy.config.route.v3 import route_pb2
@@ -52,6 +53,7 @@ def http_connection_manager(
     edge: bool = False,
     inbound: bool = False,
     policy_filters: Sequence[hcm_pb2.HttpFilter] = (),
+    access_logs: Sequence[accesslog_pb2.AccessLog] = (),
 ) -> listener_components_pb2.Filter:
     """An HCM taking routes from RDS (`rds` names the route config) or inline.
 
@@ -61,7 +63,7 @@ def http_connection_manager(
     X-Forwarded-For), and a client certificate header from outside is replaced, not trusted.
     `inbound` is a sidecar's inbound HCM: the mutual TLS peer's identity is appended to
     `x-forwarded-client-cert` for the application. `policy_filters` (authentication and
-    authorization) run before all others.
+    authorization) run before all others; `access_logs` record every request.
     """
     manager = hcm_pb2.HttpConnectionManager(
         stat_prefix=stat_prefix,
@@ -70,6 +72,7 @@ def http_connection_manager(
         # Istio's defaults: `/a/../b` and `//b` are matched (and authorized) as `/b`.
         normalize_path=wrappers_pb2.BoolValue(value=True),
         merge_slashes=True,
+        access_log=access_logs,
     )
     details = manager.set_current_client_cert_details
     if edge:

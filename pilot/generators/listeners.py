@@ -9,9 +9,9 @@ through (Istio's fallthrough chain) and inspects TLS to read SNI. Services come 
 view's Sidecar scope; unknown destinations (those fallthrough chains and `virtualOutbound`'s
 default chain) pass through, or go to BlackHoleCluster under REGISTRY_ONLY.
 
-The listeners of one proxy bind its own address: `virtualOutbound` (15001), `virtualInbound`
-(15006, filter chains per inbound port, as its PeerAuthentication mode asks: `inbound_tls`),
-and, without traffic capture
+The listeners of one proxy: `virtualOutbound` (15001), `virtualInbound` (15006, filter chains
+per inbound port, as its PeerAuthentication mode asks: `inbound_tls`), on 0.0.0.0 with traffic
+capture and on the proxy's own address without, and, without traffic capture
 (INTERCEPTION_MODE=NONE, the local mesh), one `<ip>_<port>` listener per inbound port (a
 Sidecar ingress listener's `bind` address instead of the IP) plus the explicit HTTP proxy
 listener on HTTP_PROXY_PORT that applications use as HTTP_PROXY.
@@ -32,7 +32,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from google.protobuf import wrappers_pb2
 
-from pilot.generators import inbound_policy, names, tcp_routes
+from pilot.generators import inbound_policy, mixer, names, tcp_routes
 from pilot.generators.clusters import catch_all_cluster
 from pilot.generators.filters import http_connection_manager, tcp_proxy
 from pilot.generators.inbound import InboundPort, inbound_ports
@@ -91,15 +91,26 @@ def proxy_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listene
     if proxy.type is not NodeType.SIDECAR:
         return []
     policy_http = inbound_policy.http_filters(ctx, proxy)
+    check = mixer.check_filter(ctx.mesh)
+    if check is not None:  # Mixer's Check after the mesh's own authentication and RBAC
+        policy_http.append(check)
     policy_network = inbound_policy.network_filters(ctx, proxy)
     inbound = [
         _Inbound(
-            port, _inbound_filters(port, policy_http, policy_network), _mtls_mode(ctx, proxy, port)
+            port,
+            _inbound_filters(ctx, proxy, port, policy_http, policy_network),
+            _mtls_mode(ctx, proxy, port),
         )
         for port in inbound_ports(ctx, proxy)
     ]
     unknown = catch_all_cluster(ctx, ctx.view_for(proxy))
-    listeners = [_virtual_outbound(proxy, unknown), _virtual_inbound(proxy, inbound)]
+    passthrough = inbound_chains(
+        _mtls_mode(ctx, proxy, None),
+        [*policy_network, tcp_proxy(names.INBOUND_PASSTHROUGH_CLUSTER)],
+        http=False,
+        name=names.INBOUND_PASSTHROUGH_CLUSTER,
+    )
+    listeners = [_virtual_outbound(proxy, unknown), _virtual_inbound(proxy, inbound, passthrough)]
     if proxy.interception_mode is InterceptionMode.NONE:
         for entry in inbound:
             port = entry.port
@@ -112,7 +123,8 @@ def proxy_listeners(ctx: PushContext, proxy: Proxy) -> list[listener_pb2.Listene
             _inspect_tls(listener)
             listeners.append(listener)
     if proxy.http_proxy_port is not None:
-        listeners.append(_http_proxy(proxy.ip, proxy.http_proxy_port))
+        source = mixer.source_header_filter(ctx.mesh, proxy)
+        listeners.append(_http_proxy(proxy.ip, proxy.http_proxy_port, source))
     return sorted(listeners, key=lambda listener: listener.name)
 
 
@@ -125,11 +137,13 @@ class _Inbound:
     mode: MtlsMode
 
 
-def _mtls_mode(ctx: PushContext, proxy: Proxy, port: InboundPort) -> MtlsMode:
-    """The port's PeerAuthentication mode; DISABLE for a proxy without a workload certificate."""
+def _mtls_mode(ctx: PushContext, proxy: Proxy, port: InboundPort | None) -> MtlsMode:
+    """The port's PeerAuthentication mode (the workload's for None); DISABLE for a proxy
+    without a workload certificate."""
     if not proxy.sds:
         return MtlsMode.DISABLE
-    return ctx.config.security.peer_mtls(proxy.namespace, proxy.labels).for_port(port.port)
+    peer = ctx.config.security.peer_mtls(proxy.namespace, proxy.labels)
+    return peer.mode if port is None else peer.for_port(port.port)
 
 
 def _inspect_tls(listener: listener_pb2.Listener) -> None:
@@ -170,20 +184,36 @@ def _catch_all_chain(cluster: str) -> listener_components_pb2.FilterChain:
     return FilterChain(name=PASSTHROUGH_CHAIN, filters=[tcp_proxy(cluster)])
 
 
+def _virtual_address(proxy: Proxy) -> str:
+    """Where the virtual listeners bind: with capture, every address of the pod, as in Istio,
+    since iptables' REDIRECT sends locally made connections to 127.0.0.1 (outbound, and the
+    proxy's own connections to its pod address) and others to the pod address (inbound);
+    without capture, only the proxy's own address, so proxies can share a host."""
+    if proxy.interception_mode is InterceptionMode.NONE:
+        return proxy.ip
+    return names.WILDCARD_ADDRESS
+
+
 def _virtual_outbound(proxy: Proxy, unknown: str) -> listener_pb2.Listener:
     return Listener(
         name=names.VIRTUAL_OUTBOUND,
-        address=socket_address(proxy.ip, names.VIRTUAL_OUTBOUND_PORT),
+        address=socket_address(_virtual_address(proxy), names.VIRTUAL_OUTBOUND_PORT),
         use_original_dst=wrappers_pb2.BoolValue(value=True),
         traffic_direction=OUTBOUND,
         default_filter_chain=_catch_all_chain(unknown),
     )
 
 
-def _virtual_inbound(proxy: Proxy, inbound: list[_Inbound]) -> listener_pb2.Listener:
+def _virtual_inbound(
+    proxy: Proxy, inbound: list[_Inbound], passthrough: list[listener_components_pb2.FilterChain]
+) -> listener_pb2.Listener:
+    """Chains per inbound port (matched on the destination port the original_dst filter
+    recovers); with capture, other ports pass through to the application (Istio's inbound
+    passthrough, as the workload's PeerAuthentication mode asks: chains without a port
+    match); what matches nothing, like plaintext under STRICT, is dropped."""
     listener = Listener(
         name=names.VIRTUAL_INBOUND,
-        address=socket_address(proxy.ip, names.VIRTUAL_INBOUND_PORT),
+        address=socket_address(_virtual_address(proxy), names.VIRTUAL_INBOUND_PORT),
         traffic_direction=INBOUND,
         # Recover the port a redirected connection was headed for, to pick its filter chain.
         listener_filters=[
@@ -206,6 +236,8 @@ def _virtual_inbound(proxy: Proxy, inbound: list[_Inbound]) -> listener_pb2.List
             name=INBOUND_BLACKHOLE_CHAIN, filters=[tcp_proxy(names.BLACKHOLE_CLUSTER)]
         ),
     )
+    if proxy.interception_mode is not InterceptionMode.NONE:
+        listener.filter_chains.extend(passthrough)
     _inspect_tls(listener)
     if proxy.interception_mode is InterceptionMode.TPROXY:
         listener.transparent.value = True
@@ -213,28 +245,39 @@ def _virtual_inbound(proxy: Proxy, inbound: list[_Inbound]) -> listener_pb2.List
 
 
 def _inbound_filters(
+    ctx: PushContext,
+    proxy: Proxy,
     inbound: InboundPort,
     policy_http: list[hcm_pb2.HttpFilter],
     policy_network: list[listener_components_pb2.Filter],
 ) -> list[listener_components_pb2.Filter]:
-    """The HTTP connection manager with the workload's policy filters for an HTTP port; the
-    network policy (RBAC) filters and a TCP proxy otherwise."""
+    """The HTTP connection manager with the workload's policy filters (and Mixer's check
+    attributes and report log, when the mesh uses Mixer) for an HTTP port; the network policy
+    (RBAC) filters and a TCP proxy otherwise."""
     if inbound.protocol.is_http:
         stat_prefix = f"inbound_{names.listener(names.WILDCARD_ADDRESS, inbound.port)}"
+        attributes = mixer.destination_attributes(ctx, proxy, inbound.port)
+        route = inbound_route(inbound.port, mixer.route_check_settings(ctx.mesh, attributes))
         manager = http_connection_manager(
             stat_prefix,
-            route_config=inbound_route(inbound.port),
+            route_config=route,
             inbound=True,
             policy_filters=policy_http,
+            access_logs=mixer.access_logs(ctx.mesh, attributes, "inbound"),
         )
         return [manager]
     return [*policy_network, tcp_proxy(names.inbound_cluster(inbound.port))]
 
 
-def _http_proxy(ip: str, port: int) -> listener_pb2.Listener:
+def _http_proxy(
+    ip: str, port: int, source_header: hcm_pb2.HttpFilter | None
+) -> listener_pb2.Listener:
     name = names.listener(ip, port)
     manager = http_connection_manager(
-        f"outbound_{name}", rds=names.HTTP_PROXY_ROUTE, absolute_urls=True
+        f"outbound_{name}",
+        rds=names.HTTP_PROXY_ROUTE,
+        absolute_urls=True,
+        policy_filters=[source_header] if source_header is not None else [],
     )
     return Listener(
         name=name,

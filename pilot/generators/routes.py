@@ -28,13 +28,13 @@ keeps it: VirtualService-only hosts (oldest VirtualService first), then services
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.config.route.v3.route_components_pb2 import Route, VirtualHost
-from google.protobuf import wrappers_pb2
+from google.protobuf import any_pb2, wrappers_pb2
 
 from pilot.generators import names
 from pilot.generators.clusters import catch_all_cluster
@@ -99,10 +99,13 @@ def outbound_routes(ctx: PushContext, view: ProxyView) -> list[route_pb2.RouteCo
     return configs
 
 
-def inbound_route(port: int) -> route_pb2.RouteConfiguration:
+def inbound_route(
+    port: int, per_filter: Mapping[str, any_pb2.Any] | None = None
+) -> route_pb2.RouteConfiguration:
     """The inline route of an inbound HTTP filter chain: everything to `inbound|<port>||`.
 
     Like Istio, no timeout, and a request reset before reaching the application is retried.
+    `per_filter` is the route's per-filter config (Mixer's check attributes).
     """
     cluster = names.inbound_cluster(port)
     action = route_components_pb2.RouteAction(cluster=cluster, timeout=NO_TIMEOUT)
@@ -113,6 +116,8 @@ def inbound_route(port: int) -> route_pb2.RouteConfiguration:
     route = Route(
         name=DEFAULT_ROUTE, match=route_components_pb2.RouteMatch(prefix="/"), route=action
     )
+    for name, config in sorted((per_filter or {}).items()):
+        route.typed_per_filter_config[name].CopyFrom(config)
     return route_pb2.RouteConfiguration(
         name=cluster,
         virtual_hosts=[VirtualHost(name=f"inbound|http|{port}", domains=["*"], routes=[route])],

@@ -28,6 +28,7 @@ from agent.workload import CitadelAccess, WorkloadProxy
 from citadel.server import Citadel, CitadelOptions
 from localmesh.demo_app import DemoApp
 from meshcore.identity import CONTROL_PLANE_HOST, SpiffeId
+from pilot.mesh_config import MeshConfig
 from pilot.server import Pilot, PilotOptions
 
 T = TypeVar("T")
@@ -148,12 +149,16 @@ class Mesh:
     def remove(self, name: str) -> None:
         (self.config_dir / f"{name}.yaml").unlink()
 
-    async def start_pilot(self, *, mtls: bool = False, **options: Any) -> Pilot:
+    async def start_pilot(
+        self, *, mtls: bool = False, mesh_config: MeshConfig | None = None, **options: Any
+    ) -> Pilot:
         """Pilot reading the config directory, or consuming galley if `galley=` is given; with
         `mtls`, also serving 15011 with a certificate from the mesh's citadel, which sidecars
         with certificates then use."""
         if "galley" not in options:
             options["config_dir"] = self.config_dir
+        if mesh_config is not None:
+            options["mesh"] = mesh_config
         if mtls:
             assert self.citadel is not None, "start_citadel() first"
             ca = self.citadel.ca
