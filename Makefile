@@ -6,13 +6,20 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: up test lint typecheck unit integration protos bench clean
+.PHONY: up test lint typecheck unit integration protos bench clean system-packages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
+
+# Traffic-capture tests (root, as in CI) need iptables, ip, nsenter/setpriv and Debian's CNI
+# plugins; install them when missing and root. Without root those tests skip themselves.
+system-packages:
+	@if [ "$$(id -u)" = 0 ] && ! { command -v iptables-restore >/dev/null && command -v ip >/dev/null && command -v setpriv >/dev/null && test -x /usr/lib/cni/bridge; }; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			iptables iproute2 util-linux containernetworking-plugins; fi
 
 up: $(STAMP)
 	$(BIN)/meshctl up examples/bookinfo
@@ -27,10 +34,10 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
-integration: $(STAMP)
+integration: $(STAMP) system-packages
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) tests/integration
 
-test: lint typecheck
+test: lint typecheck system-packages
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) tests
 
 protos: $(STAMP)

@@ -1,14 +1,17 @@
 """`mesh-agent` / `python -m agent`: run one workload's Envoy and its health endpoint.
 
-This is the process-level wrapper: it parses flags into a `ProxySpec`, runs the `EnvoyProcess`
-supervisor and the `HealthServer` until SIGTERM or SIGINT, then drains Envoy and exits 0.
-The event loop is owned by `main()` (asyncio.run); both services own their own tasks.
+`mesh-agent iptables ...` is the capture set-up instead (the istio-init role, `agent.capture`).
+The agent itself is the process-level wrapper: it parses flags into a `ProxySpec`, runs the
+`EnvoyProcess` supervisor and the `HealthServer` until SIGTERM or SIGINT, then drains Envoy
+and exits 0. The event loop is owned by `main()` (asyncio.run); both services own their own
+tasks.
 """
 
 import argparse
 import asyncio
 import logging
 import signal
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +24,7 @@ from agent.bootstrap import (
     XdsApi,
     parse_host_port,
 )
+from agent.capture import cli as capture_cli
 from agent.envoy_process import EnvoyOptions
 from agent.health import HealthServer
 from agent.workload import CitadelAccess, WorkloadProxy
@@ -149,8 +153,12 @@ def citadel_access(args: argparse.Namespace) -> CitadelAccess | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the agent; `mesh-agent iptables ...` is the capture set-up (`agent.capture.cli`)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["iptables"]:
+        return capture_cli.main(args[1:])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(run(parse_args(argv)))
+    asyncio.run(run(parse_args(args)))
     return 0
 
 

@@ -8,7 +8,8 @@ listener on 15090 and, when the agent serves SDS, the `sds-grpc` cluster reachin
 socket (the secrets pilot's mutual TLS configuration names come from there, and with
 `pilot_mtls` the certificate the proxy presents to pilot's port 15011). Every port
 is bound to the workload's own address, so many Envoys share one host with Istio's fixed
-ports. A pure function of a `ProxySpec`: no tasks, no I/O.
+ports; with traffic capture (a pod of its own) the admin interface is on the pod's loopback
+instead, as in Istio. A pure function of a `ProxySpec`: no tasks, no I/O.
 """
 
 import ipaddress
@@ -89,8 +90,17 @@ class ProxySpec:
         return f"{self.labels.get('app', self.pod)}.{self.namespace}"
 
     @property
+    def admin_host(self) -> str:
+        """Where Envoy's admin API listens: the workload's address without capture; with
+        capture the pod's own loopback, as in Istio, since the proxy's connections to its pod
+        address are redirected to inbound (and nothing outside the pod needs the admin API)."""
+        if self.interception is InterceptionMode.NONE:
+            return self.ip
+        return "::1" if ":" in self.ip else "127.0.0.1"
+
+    @property
     def admin_url(self) -> str:
-        return f"http://{_url_host(self.ip)}:{ADMIN_PORT}"
+        return f"http://{_url_host(self.admin_host)}:{ADMIN_PORT}"
 
 
 def parse_host_port(address: str, default_port: int) -> tuple[str, int]:
@@ -105,7 +115,7 @@ def build_bootstrap(spec: ProxySpec) -> dict[str, Any]:
     """The bootstrap as plain JSON-ready data (Envoy's v3 Bootstrap schema)."""
     if spec.pilot_mtls and spec.sds_socket is None:
         raise ValueError("mutual TLS to pilot needs the workload certificate (sds_socket)")
-    clusters = [_xds_cluster(spec.pilot, spec.pilot_mtls), _stats_cluster(spec.ip)]
+    clusters = [_xds_cluster(spec.pilot, spec.pilot_mtls), _stats_cluster(spec.admin_host)]
     if spec.sds_socket is not None:
         clusters.append(_sds_cluster(spec.sds_socket))
     ads = {
@@ -119,7 +129,7 @@ def build_bootstrap(spec: ProxySpec) -> dict[str, Any]:
             "cluster": spec.node_cluster,
             "metadata": _node_metadata(spec),
         },
-        "admin": {"address": _socket(spec.ip, ADMIN_PORT)},
+        "admin": {"address": _socket(spec.admin_host, ADMIN_PORT)},
         "dynamic_resources": {
             "ads_config": {
                 "api_type": str(spec.xds_api),
@@ -208,12 +218,12 @@ def _pilot_mtls() -> dict[str, Any]:
     return {"name": "envoy.transport_sockets.tls", "typed_config": context}
 
 
-def _stats_cluster(ip: str) -> dict[str, Any]:
+def _stats_cluster(admin_host: str) -> dict[str, Any]:
     return {
         "name": STATS_CLUSTER,
         "type": "STATIC",
         "connect_timeout": "0.250s",
-        "load_assignment": _load_assignment(STATS_CLUSTER, _socket(ip, ADMIN_PORT)),
+        "load_assignment": _load_assignment(STATS_CLUSTER, _socket(admin_host, ADMIN_PORT)),
     }
 
 

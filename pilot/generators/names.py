@@ -10,6 +10,7 @@ from typing import Final, NamedTuple
 
 BLACKHOLE_CLUSTER: Final = "BlackHoleCluster"
 PASSTHROUGH_CLUSTER: Final = "PassthroughCluster"
+INBOUND_PASSTHROUGH_CLUSTER: Final = "InboundPassthroughClusterIpv4"
 VIRTUAL_OUTBOUND: Final = "virtualOutbound"
 VIRTUAL_INBOUND: Final = "virtualInbound"
 HTTP_PROXY_ROUTE: Final = "http_proxy"

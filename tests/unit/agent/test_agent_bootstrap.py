@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -75,10 +76,27 @@ def test_ads_and_xds_cluster() -> None:
 
 
 def test_every_listening_address_is_the_workload_ip() -> None:
-    bootstrap = build_bootstrap(SIDECAR)
+    spec = replace(SIDECAR, interception=InterceptionMode.NONE)
+    bootstrap = build_bootstrap(spec)
     assert bootstrap["admin"]["address"]["socket_address"]["address"] == SIDECAR.ip
     (listener,) = bootstrap["static_resources"]["listeners"]
     assert listener["address"]["socket_address"] == {"address": SIDECAR.ip, "port_value": 15090}
+    assert spec.admin_url == f"http://{SIDECAR.ip}:15000"
+
+
+def test_captured_proxy_keeps_its_admin_on_the_pod_loopback() -> None:
+    """With capture the proxy's own connections to its pod address are redirected to
+    inbound, so the admin API (and the stats listener's way to it) is on 127.0.0.1."""
+    bootstrap = build_bootstrap(SIDECAR)
+    assert bootstrap["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    stats = next(
+        c for c in bootstrap["static_resources"]["clusters"] if c["name"] == "prometheus_stats"
+    )
+    endpoint = stats["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert endpoint["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 15000}
+    (listener,) = bootstrap["static_resources"]["listeners"]
+    assert listener["address"]["socket_address"] == {"address": SIDECAR.ip, "port_value": 15090}
+    assert SIDECAR.admin_url == "http://127.0.0.1:15000"
 
 
 def test_pilot_hostname_is_resolved_by_dns() -> None:

@@ -158,12 +158,27 @@ def test_inbound_skips_reserved_and_http_proxy_ports(
           endpoints: [{address: 127.0.1.2}]
         """
     )
-    proxy = make_proxy(HTTP_PROXY_PORT="8080")
+    proxy = make_proxy(HTTP_PROXY_PORT="8080", INTERCEPTION_MODE="NONE")
     assert [c.name for c in inbound_clusters(ctx, proxy)] == ["inbound|9000||"]
-    assert [c.name for c in inbound_clusters(ctx, make_proxy())] == [
+    assert [c.name for c in inbound_clusters(ctx, make_proxy(INTERCEPTION_MODE="NONE"))] == [
         "inbound|8080||",
         "inbound|9000||",
     ]
+
+
+def test_captured_proxy_gets_the_inbound_passthrough_cluster(
+    ctx: PushContext, make_proxy: MakeProxy
+) -> None:
+    """Istio's InboundPassthroughClusterIpv4: to where the connection was headed, from
+    127.0.0.6, which the capture rules let through instead of redirecting it to inbound."""
+    *_, passthrough = inbound_clusters(ctx, make_proxy(INTERCEPTION_MODE="REDIRECT"))
+    assert passthrough.name == "InboundPassthroughClusterIpv4"
+    assert passthrough.type == passthrough.ORIGINAL_DST
+    assert passthrough.lb_policy == passthrough.CLUSTER_PROVIDED
+    source = passthrough.upstream_bind_config.source_address
+    assert (source.address, source.port_value) == ("127.0.0.6", 0)
+    names = [c.name for c in inbound_clusters(ctx, make_proxy(INTERCEPTION_MODE="NONE"))]
+    assert "InboundPassthroughClusterIpv4" not in names
 
 
 def test_gateways_have_outbound_but_no_inbound_clusters(

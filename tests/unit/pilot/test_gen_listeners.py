@@ -159,10 +159,29 @@ def test_without_capture_each_inbound_port_and_the_http_proxy_bind(
 
 
 def test_with_capture_only_the_virtual_listeners(ctx: PushContext, make_proxy: MakeProxy) -> None:
-    assert [listener.name for listener in proxy_listeners(ctx, make_proxy())] == [
-        "virtualInbound",
-        "virtualOutbound",
-    ]
+    listeners = _by_name(proxy_listeners(ctx, make_proxy()))
+    assert list(listeners) == ["virtualInbound", "virtualOutbound"]
+    # iptables' REDIRECT sends outbound connections to 127.0.0.1, inbound to the pod address.
+    assert _address(listeners["virtualOutbound"]) == ("0.0.0.0", 15001)
+    assert _address(listeners["virtualInbound"]) == ("0.0.0.0", 15006)
+
+
+def test_captured_inbound_passes_undeclared_ports_through(
+    ctx: PushContext, make_proxy: MakeProxy
+) -> None:
+    """Istio's inbound passthrough: chains without a port match after the per-port ones, as
+    the workload's PeerAuthentication asks (here: no certificate, so plaintext only)."""
+    inbound = _by_name(proxy_listeners(ctx, make_proxy()))["virtualInbound"]
+    *_, passthrough = inbound.filter_chains
+    assert passthrough.name == "InboundPassthroughClusterIpv4"
+    assert not passthrough.filter_chain_match.HasField("destination_port")
+    assert _tcp_cluster(passthrough) == "InboundPassthroughClusterIpv4"
+    assert _tcp_cluster(inbound.default_filter_chain) == "BlackHoleCluster"
+    uncaptured = _by_name(proxy_listeners(ctx, make_proxy(INTERCEPTION_MODE="NONE")))
+    assert all(
+        chain.filter_chain_match.HasField("destination_port")
+        for chain in uncaptured["virtualInbound"].filter_chains
+    )
     tproxy = _by_name(proxy_listeners(ctx, make_proxy(INTERCEPTION_MODE="TPROXY")))
     assert tproxy["virtualInbound"].transparent.value
 
