@@ -10,6 +10,7 @@ from pathlib import Path
 from galley.server import Galley, GalleyOptions
 from meshcore.lifecycle import run_until_signalled
 from meshcore.logs import configure_logging
+from meshcore.tls import from_files
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -25,10 +26,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--monitoring-port", type=int, default=15014)
     parser.add_argument("--webhook-port", type=int, help="serve the validating webhook (9443)")
     parser.add_argument("--webhook-dir", type=Path, help="where its certificate is written")
+    parser.add_argument("--tls-cert", type=Path, help="serve over mutual TLS: certificate chain")
+    parser.add_argument("--tls-key", type=Path, help="serve over mutual TLS: private key")
+    parser.add_argument("--tls-roots", type=Path, help="the mesh root(s) clients must chain to")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if args.config_dir is None and args.kubernetes is None:
         parser.error("give --config-dir, --kubernetes, or both")
+    try:
+        args.tls = from_files(args.tls_cert, args.tls_key, args.tls_roots)
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
     return args
 
 
@@ -42,6 +50,7 @@ async def run(args: argparse.Namespace) -> None:
         monitoring_port=args.monitoring_port,
         webhook_port=args.webhook_port,
         webhook_dir=args.webhook_dir,
+        tls=args.tls,
     )
     await run_until_signalled(Galley(options), long_lived_state=True)
 

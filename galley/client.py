@@ -16,6 +16,8 @@ from envoy.config.core.v3 import base_pb2
 from google.protobuf import any_pb2
 
 from meshconfig import Kind, Resource, kind_for, validate_document
+from meshcore.identity import CONTROL_PLANE_HOST
+from meshcore.tls import MeshTls
 from meshcore.xds.client import XdsClient
 from protos.galley.v1 import config_pb2
 
@@ -65,7 +67,10 @@ class ConfigClient:
         *,
         node_id: str,
         delta: bool = True,
+        tls: MeshTls | None = None,
     ) -> None:
+        """`tls`: galley is served over mutual TLS; present this certificate, verify galley as
+        the control plane."""
         self._kinds = {kind.id: kind for kind in kinds}
         self._on_change = on_change
         self._client: XdsClient[Resource] = XdsClient(
@@ -75,6 +80,8 @@ class ConfigClient:
             decode,
             self._update,
             delta=delta,
+            credentials=None if tls is None else tls.channel_credentials(),
+            server_name="" if tls is None else CONTROL_PLANE_HOST,
         )
 
     @property

@@ -21,12 +21,14 @@ from galley.distribution import ConfigDistributor
 from galley.sources.directory import DirectorySource, validation_failures
 from galley.sources.kubernetes import KubernetesSource
 from galley.store import ConfigStore
+from galley.validation import ChangeValidator
 from galley.webhook import ValidationWebhook
 from meshconfig import all_kinds
 from meshcore.grpc_server import bind, create_server
 from meshcore.kube import api_client_factory
 from meshcore.lifecycle import Service, cancel_and_wait
 from meshcore.monitoring import MonitoringServer
+from meshcore.tls import MeshTls
 from meshcore.xds.server import XdsServer
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,9 @@ class GalleyOptions:
     webhook_port: int | None = None  # 9443 to serve the validating webhook
     webhook_dir: Path | None = None  # where its self-signed certificate is written
     history: int = 100
+    # Serve configuration (Secrets among it) over mutual TLS only: clients need a certificate
+    # of the mesh. None: plaintext, for a galley only loopback clients reach.
+    tls: MeshTls | None = None
 
 
 class Galley(Service):
@@ -53,8 +58,13 @@ class Galley(Service):
         self.registry = CollectorRegistry()
         self.store = ConfigStore(history_limit=options.history)
         failures = validation_failures(self.registry)
+        # Judges each change across resources (Mixer rules and what they name) before the
+        # directory source takes it or the webhook admits it.
+        self.validator = ChangeValidator(self.store)
         self.directory = (
-            DirectorySource(options.config_dir, self.store, failures=failures)
+            DirectorySource(
+                options.config_dir, self.store, failures=failures, validator=self.validator
+            )
             if options.config_dir is not None
             else None
         )
@@ -80,6 +90,7 @@ class Galley(Service):
                 port=options.webhook_port,
                 run_dir=options.webhook_dir or Path("run") / "galley",
                 failures=failures,
+                validator=self.validator,
             )
             if options.webhook_port is not None
             else None
@@ -106,7 +117,9 @@ class Galley(Service):
             self._tasks.append(asyncio.create_task(self.kubernetes.run(), name="galley-kubernetes"))
         self._grpc = create_server()
         self.xds.add_to(self._grpc)
-        self.grpc_port = bind(self._grpc, f"{self.options.host}:{self.options.grpc_port}")
+        credentials = None if self.options.tls is None else self.options.tls.server_credentials()
+        address = f"{self.options.host}:{self.options.grpc_port}"
+        self.grpc_port = bind(self._grpc, address, credentials)
         await self._grpc.start()
         await self.monitoring.start()
         if self.webhook is not None:

@@ -11,7 +11,8 @@ address: the annotation `localmesh.pymesh.dev/app-address`, else the pod address
 second octet raised by one (127.10.0.2 -> 127.11.0.2), which only the pod's sidecar forwards to,
 as only a pod's sidecar reaches its localhost.
 
-Every hop is mutual TLS, as in an Istio mesh: each agent gets its workload certificate from
+Every hop is mutual TLS, as in an Istio mesh: galley serves pilot with certificates from citadel,
+each agent gets its workload certificate from
 citadel (a bootstrap token minted for the pod's service account, renewals over mTLS) and serves
 it to Envoy over SDS; Envoy reaches pilot on 15011 with it, and auto mTLS makes sidecar to
 sidecar traffic mutual TLS. An ingress gateway (labels `istio: ingressgateway`, Istio's) runs
@@ -48,6 +49,7 @@ from localmesh.demo_app import DemoApp
 from localmesh.state import Endpoint, MeshState
 from meshcore.identity import CONTROL_PLANE_HOST, SpiffeId
 from meshcore.lifecycle import Service
+from meshcore.tls import MeshTls
 from pilot.config_files import load_config_directory
 from pilot.model import WorkloadInstance
 from pilot.push_context import PushContext
@@ -188,8 +190,9 @@ class LocalMesh(Service):
         self.addresses = addresses or MeshAddresses()
         # The CA directory outlives the run: the mesh keeps its root across restarts.
         self.citadel = Citadel(CitadelOptions(ca_dir=run_dir / "ca", host=self.addresses.citadel))
-        self.galley = Galley(GalleyOptions(config_dir=config_dir, host=self.addresses.galley))
-        self._pilot: Pilot | None = None  # made once citadel has its CA: pilot needs a cert
+        # Made once citadel has its CA: both serve (and pilot calls galley) with its certificates.
+        self._galley: Galley | None = None
+        self._pilot: Pilot | None = None
         self.pods = plan_pods(config_dir)
         self.gateway: WorkloadProxy | None = None
         self._envoy_options = envoy_options or EnvoyOptions(
@@ -206,13 +209,34 @@ class LocalMesh(Service):
             raise RuntimeError("the local mesh is not started")
         return self._pilot
 
+    @property
+    def galley(self) -> Galley:
+        if self._galley is None:
+            raise RuntimeError("the local mesh is not started")
+        return self._galley
+
+    def _control_plane_tls(self, host: str) -> MeshTls:
+        """A certificate from citadel's CA for the control plane's name and `host`."""
+        ca = self.citadel.ca
+        serving = ca.server_credentials(CONTROL_PLANE_HOST, host)
+        return MeshTls(serving.chain_pem, serving.key_pem, ca.root_pem)
+
     async def start(self) -> None:
         try:
             self._sockets = tempfile.TemporaryDirectory(prefix="localmesh-sds-")
-            for service in (self.citadel, self.galley):
-                await service.start()
-                self._started.append(service)
-                self._progress(f"{type(service).__name__.lower()} started")
+            await self.citadel.start()
+            self._started.append(self.citadel)
+            self._progress("citadel started")
+            self._galley = Galley(
+                GalleyOptions(
+                    config_dir=self.config_dir,
+                    host=self.addresses.galley,
+                    tls=self._control_plane_tls(self.addresses.galley),
+                )
+            )
+            await self._galley.start()
+            self._started.append(self._galley)
+            self._progress("galley started")
             self._pilot = self._make_pilot()
             await self._pilot.start()
             self._started.append(self._pilot)
@@ -241,17 +265,17 @@ class LocalMesh(Service):
             self._sockets = None
 
     def _make_pilot(self) -> Pilot:
-        """Pilot fed by galley, on 15010 and on 15011 with a serving certificate from citadel."""
-        ca = self.citadel.ca
-        host = self.addresses.pilot
-        serving = ca.server_credentials(CONTROL_PLANE_HOST, host)
+        """Pilot fed by galley over mutual TLS, serving 15010 and, with a certificate from
+        citadel, 15011."""
+        tls = self._control_plane_tls(self.addresses.pilot)
         options = PilotOptions(
-            galley=f"{self.addresses.galley}:{self.galley.options.grpc_port}",
-            host=host,
+            galley=self.galley.address,
+            galley_mtls=True,
+            host=self.addresses.pilot,
             mtls_port=PILOT_MTLS_PORT,
-            tls_cert_chain=serving.chain_pem,
-            tls_key=serving.key_pem,
-            tls_roots=ca.root_pem,
+            tls_cert_chain=tls.cert_chain,
+            tls_key=tls.key,
+            tls_roots=tls.roots,
         )
         return Pilot(options)
 

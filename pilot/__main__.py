@@ -38,10 +38,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tls-key", type=Path, help="pilot's private key (PEM), for --mtls-port")
     parser.add_argument("--tls-roots", type=Path, help="the mesh root certificates (PEM)")
     parser.add_argument(
+        "--galley-mtls", action="store_true", help="reach galley over mutual TLS (--tls-*)"
+    )
+    parser.add_argument(
         "--mesh-config", type=Path, help="Istio MeshConfig YAML (Mixer: policy checks, reports)"
     )
     parser.add_argument("--log-level", default="INFO")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    tls_given = args.tls_cert and args.tls_key and args.tls_roots
+    if (args.mtls_port is not None or args.galley_mtls) and not tls_given:
+        parser.error("--mtls-port and --galley-mtls need --tls-cert, --tls-key and --tls-roots")
+    return args
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -58,6 +65,7 @@ async def run(args: argparse.Namespace) -> None:
         tls_cert_chain=_read(args.tls_cert),
         tls_key=_read(args.tls_key),
         tls_roots=_read(args.tls_roots),
+        galley_mtls=args.galley_mtls,
         mesh=DEFAULT_MESH if args.mesh_config is None else MeshConfig.load(args.mesh_config),
     )
     await run_until_signalled(Pilot(options))

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from galley.client import ConfigClient
 from meshconfig import Kind, Resource
 from meshconfig.kinds import kind_by_id
+from meshcore.tls import MeshTls
 from pilot.config_files import PilotInput
 from pilot.registry import ConfigError
 
@@ -52,14 +53,19 @@ class GalleyConfig:
     """Owns one task (`run`): the galley client's stream."""
 
     def __init__(
-        self, address: str, on_change: Callable[[PilotInput], None], *, node_id: str
+        self,
+        address: str,
+        on_change: Callable[[PilotInput], None],
+        *,
+        node_id: str,
+        tls: MeshTls | None = None,
     ) -> None:
         kinds = [kind_by_id(kind_id) for kind_id in PILOT_KINDS]
         self._kinds = [k for k in kinds if k is not None]
         self._on_change = on_change
         self._current: dict[str, list[Resource]] = {}
         self.last_error = ""
-        self.client = ConfigClient(address, self._kinds, self._changed, node_id=node_id)
+        self.client = ConfigClient(address, self._kinds, self._changed, node_id=node_id, tls=tls)
 
     @property
     def ready(self) -> bool:

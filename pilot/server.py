@@ -31,6 +31,7 @@ from aiohttp import web
 from meshcore.grpc_server import bind, create_server
 from meshcore.lifecycle import Service, cancel_and_wait
 from meshcore.monitoring import MonitoringServer
+from meshcore.tls import MeshTls
 from meshcore.xds.server import XdsServer
 from pilot import debug, model
 from pilot.config_files import PilotInput
@@ -72,14 +73,18 @@ class PilotOptions:
     tls_cert_chain: bytes = b""
     tls_key: bytes = b""
     tls_roots: bytes = b""
+    # Reach galley over mutual TLS with that same certificate (galley serving with `tls`).
+    galley_mtls: bool = False
 
 
 class Pilot(Service):
     def __init__(self, options: PilotOptions) -> None:
-        if options.mtls_port is not None and not (
-            options.tls_cert_chain and options.tls_key and options.tls_roots
-        ):
-            raise ValueError("pilot's mTLS port needs a certificate chain, a key and roots")
+        needs_tls = options.mtls_port is not None or options.galley_mtls
+        if needs_tls and not (options.tls_cert_chain and options.tls_key and options.tls_roots):
+            raise ValueError(
+                "pilot's mTLS port and mutual TLS to galley need a certificate chain, a key and "
+                "roots"
+            )
         self.options = options
         self.metrics = PilotMetrics()
         self._versions = itertools.count(1)
@@ -89,7 +94,10 @@ class Pilot(Service):
             self._input = self._config.load()
         elif options.galley is not None:
             node_id = f"pilot~{options.host}~pilot.istio-system~istio-system.svc.cluster.local"
-            self._config = GalleyConfig(options.galley, self._on_input, node_id=node_id)
+            tls = None
+            if options.galley_mtls:
+                tls = MeshTls(options.tls_cert_chain, options.tls_key, options.tls_roots)
+            self._config = GalleyConfig(options.galley, self._on_input, node_id=node_id, tls=tls)
             self._input = PilotInput()
         else:
             raise ValueError("pilot needs a config directory or a galley address")

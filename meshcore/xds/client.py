@@ -54,6 +54,7 @@ class XdsClient(Generic[T]):
         *,
         delta: bool = False,
         credentials: grpc.ChannelCredentials | None = None,
+        server_name: str = "",
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
     ) -> None:
@@ -64,6 +65,7 @@ class XdsClient(Generic[T]):
         self._on_update = on_update
         self._delta = delta
         self._credentials = credentials
+        self._server_name = server_name  # the name the server's certificate is verified for
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._state: dict[str, _TypeState[T]] = {t: _TypeState() for t in self._type_urls}
@@ -96,7 +98,9 @@ class XdsClient(Generic[T]):
         requests: asyncio.Queue[Any] = asyncio.Queue()
         # A state-of-the-world response carries a whole type: grpc's default 4 MB limit would
         # fail a large configuration (3,800 VirtualServices) outright.
-        options = [("grpc.max_receive_message_length", MAX_RESPONSE_BYTES)]
+        options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", MAX_RESPONSE_BYTES)]
+        if self._server_name:
+            options.append(("grpc.ssl_target_name_override", self._server_name))
         channel = (
             grpc.aio.secure_channel(self.target, self._credentials, options=options)
             if self._credentials is not None
