@@ -2,7 +2,13 @@
 
 The API server POSTs an AdmissionReview v1 to `/validate`; the object gets the same verdict and
 the same message as a file in galley's config directory (`meshconfig.validate_document`, source
-"admission"), so `kubectl apply` shows the field path and reason. Deletions are always allowed.
+"admission"), so `kubectl apply` shows the field path and reason. With a `ChangeValidator` (galley
+gives it one over its store), the object is also judged together with galley's snapshot, as
+Istio's galley judged Mixer config: a rule naming a handler or instance that does not exist, or
+a handler changed so that a rule using it breaks, is denied. Deletions are allowed, except,
+with a validator, the deletion of a resource other config still uses (a handler a rule names):
+Istio's Mixer validator refused those too. Istio's webhook configuration (and ours, in deploy/)
+sends only CREATE and UPDATE, so in a cluster that check runs only where DELETE is registered.
 The server speaks HTTPS only: with the certificate and key it is given or, without them, a
 self-signed ECDSA P-256 certificate for its host made at start and written to the run directory
 for clients to trust. `ValidationWebhook` owns its aiohttp runner; `stop()` releases the port.
@@ -27,12 +33,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client import Counter
 
-from meshconfig import ConfigValidationError, validate_document
+from galley.validation import ChangeValidator
+from meshconfig import ConfigValidationError, kind_for, validate_document
 from meshcore.lifecycle import Service
 
 log = logging.getLogger(__name__)
 
 ADMISSION_API_VERSION = "admission.k8s.io/v1"
+SOURCE = "admission"  # how messages name where the object came from
 _MAX_BODY = 4 * 1024 * 1024  # Kubernetes caps a request body at 3 MiB
 _CERT_DAYS = 365
 _LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
@@ -42,8 +50,9 @@ class MalformedReview(ValueError):
     """The request body is not an AdmissionReview v1 this webhook can answer."""
 
 
-def admission_response(review: Any) -> dict[str, Any]:
-    """The AdmissionReview v1 answering `review` (already parsed JSON).
+def admission_response(review: Any, validator: ChangeValidator | None = None) -> dict[str, Any]:
+    """The AdmissionReview v1 answering `review` (already parsed JSON), judging the change
+    across resources too when given a `validator`.
 
     Raises MalformedReview if `review` is not an AdmissionReview v1 request with a uid and,
     for anything but a deletion, an object.
@@ -58,20 +67,39 @@ def admission_response(review: Any) -> dict[str, Any]:
     uid = request.get("uid")
     if not isinstance(uid, str) or not uid:
         raise MalformedReview("request.uid is required and must be a string")
-    response: dict[str, Any] = {"uid": uid, "allowed": True}
-    if request.get("operation") != "DELETE":
+    if request.get("operation") == "DELETE":
+        refusal = _deletion_refusal(request, validator) if validator is not None else None
+    else:
         document = request.get("object")
         if not isinstance(document, Mapping):
             raise MalformedReview("request.object is required and must be an object")
         try:
-            validate_document(_with_namespace(document, request.get("namespace")), "admission")
+            resource = validate_document(
+                _with_namespace(document, request.get("namespace")), SOURCE
+            )
         except ConfigValidationError as error:
-            response = {
-                "uid": uid,
-                "allowed": False,
-                "status": {"code": 400, "message": str(error)},
-            }
+            refusal = str(error)
+        else:
+            refusal = validator.refusal(SOURCE, [resource]) if validator is not None else None
+    response: dict[str, Any] = {"uid": uid, "allowed": True}
+    if refusal is not None:
+        response = {"uid": uid, "allowed": False, "status": {"code": 400, "message": refusal}}
     return {"apiVersion": ADMISSION_API_VERSION, "kind": "AdmissionReview", "response": response}
+
+
+def _deletion_refusal(request: Mapping[str, Any], validator: ChangeValidator) -> str | None:
+    """Why deleting the request's object would break other config, if it would."""
+    kind_ref, name = request.get("kind"), request.get("name")
+    if not isinstance(kind_ref, Mapping) or not isinstance(name, str):
+        return None
+    group, version = kind_ref.get("group") or "", kind_ref.get("version") or ""
+    kind = kind_for(f"{group}/{version}" if group else str(version), str(kind_ref.get("kind")))
+    if kind is None:
+        return None  # not a kind galley holds: nothing of ours can depend on it
+    namespace = request.get("namespace") if kind.namespaced else ""
+    key = (kind.id, namespace if isinstance(namespace, str) else "", name)
+    label = f"{kind.kind} {key[1]}/{name}" if key[1] else f"{kind.kind} {name}"
+    return validator.refusal(SOURCE, (), [key], change=f"deleting {label}")
 
 
 def _with_namespace(document: Mapping[str, Any], namespace: Any) -> Mapping[str, Any]:
@@ -133,8 +161,10 @@ class ValidationWebhook(Service):
         key_file: str | Path | None = None,
         run_dir: str | Path | None = None,
         failures: Counter | None = None,
+        validator: ChangeValidator | None = None,
     ) -> None:
-        """Serve with `cert_file`/`key_file`, or with a certificate made in `run_dir` at start."""
+        """Serve with `cert_file`/`key_file`, or with a certificate made in `run_dir` at start;
+        judge changes across resources with `validator`, if given."""
         if cert_file is not None and key_file is not None:
             self.cert_file, self.key_file = Path(cert_file), Path(key_file)
         elif cert_file is None and key_file is None and run_dir is not None:
@@ -146,6 +176,7 @@ class ValidationWebhook(Service):
         self.host = host
         self.port = port  # the bound port once started (port=0 picks one)
         self._failures = failures
+        self._validator = validator
         self._app = web.Application(client_max_size=_MAX_BODY)
         self._app.router.add_post("/validate", self._validate)
         self._runner: web.AppRunner | None = None
@@ -178,7 +209,7 @@ class ValidationWebhook(Service):
 
     async def _validate(self, request: web.Request) -> web.Response:
         try:
-            answer = admission_response(json.loads(await request.read()))
+            answer = admission_response(json.loads(await request.read()), self._validator)
         except ValueError as error:  # MalformedReview, or not JSON at all
             return web.Response(status=400, text=f"malformed AdmissionReview: {error}\n")
         verdict = answer["response"]

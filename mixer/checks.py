@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from meshconfig.policy.attributes import AttributeBag, Reference
 from mixer.adapters.base import QuotaArgs, QuotaResult, Status
-from mixer.attributes import AttributeBag, Reference
 from mixer.check_cache import CheckCache
 
 

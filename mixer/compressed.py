@@ -6,10 +6,10 @@ Decoding is on every Check and every reported request, so it is a straight loop 
 protobuf maps with no per-attribute objects. An index outside both dictionaries is the
 client's error (`DecodeError`), answered as INVALID_ARGUMENT by the server.
 
-A decoded set is a dict from attribute name to a Python value of `mixer.attributes`' types:
-str, int, float, bool, bytes, datetime (UTC), timedelta, dict[str, str] for string maps, and
-`ipaddress` addresses for IP_ADDRESS attributes (which travel as their packed bytes, as in
-Istio). No state, no tasks.
+A decoded set is a dict from attribute name to a Python value of the types of
+`meshconfig.policy.attributes`: str, int, float, bool, bytes, datetime (UTC), timedelta,
+dict[str, str] for string maps, and `ipaddress` addresses for IP_ADDRESS attributes (which
+travel as their packed bytes, as in Istio). No state, no tasks.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from meshconfig.policy.attributes import ISTIO_VOCABULARY, IPAddress, ValueType
 from mixer import global_dictionary
-from mixer.attributes import ISTIO_VOCABULARY, IPAddress, ValueType
 from protos.mixer.v1 import attributes_pb2, mixer_pb2
 
 Value = (

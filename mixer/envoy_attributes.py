@@ -16,7 +16,8 @@ places, later ones overriding earlier ones:
   the attribute's type in Istio's vocabulary: integers, `true`/`false`, addresses, and string
   maps (labels) written `k=v,k2=v2`.
 
-Values have the Python types of `mixer.attributes` (IP addresses are `ipaddress` objects).
+Values have the Python types of `meshconfig.policy.attributes` (IP addresses are `ipaddress`
+objects).
 Principals drop the `spiffe://` scheme as Istio's did (`cluster.local/ns/default/sa/reviews`).
 Pure functions, no state.
 """
@@ -38,7 +39,7 @@ from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
-from mixer.attributes import ISTIO_VOCABULARY, ValueType
+from meshconfig.policy.attributes import ISTIO_VOCABULARY, ValueType
 from mixer.compressed import Attributes, Value
 from protos.mixer.v1 import attributes_pb2
 

@@ -1,11 +1,13 @@
 """The configuration in force, put to work: rules evaluated, instances built, handlers called.
 
-`HandlerPool.runtime(resources)` compiles a snapshot (`mixer.config`), builds the handlers its
-rules use through the adapter registry, and returns a `Runtime`. A handler whose adapter and
-params are unchanged is reused with its state (memquota windows, fetched lists); new ones are
-started before the runtime is returned, and `retire_unused()` closes those the runtime in
-force no longer uses. A snapshot with problems (a bad expression, an unknown handler, params
-an adapter refuses) is refused whole with `ConfigError`, so the previous rules stay in force.
+`HandlerPool.runtime(resources)` compiles a snapshot with `meshconfig.policy.compiled` (the
+config language galley validates with too), builds the handlers its rules use through the
+adapter registry, and returns a `Runtime`. A handler whose adapter and params are unchanged is
+reused with its state (memquota windows, fetched lists); new ones are started before the
+runtime is returned, and `retire_unused()` closes those the runtime in force no longer uses. A
+snapshot with problems (a bad expression, an unknown handler, params an adapter refuses) is
+refused whole with `ConfigError`, so the previous rules stay in force. Galley refuses the
+first two before it distributes them; adapter params only Mixer's adapters can judge.
 
 For one request, the rules that apply are those of the default config namespace and of the
 destination service's namespace, as in Istio. A rule whose match cannot be evaluated is
@@ -30,6 +32,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshconfig import Resource
+from meshconfig.policy.attributes import AttributeBag
+from meshconfig.policy.compiled import (
+    CompiledAction,
+    CompiledInstance,
+    MixerConfig,
+    compile_mixer_config,
+    identity_namespace,
+)
+from meshconfig.policy.expr import EvaluationError
+from meshconfig.policy.templates import Variety
 from mixer.adapters import ADAPTERS
 from mixer.adapters.base import (
     DEFAULT_VALID_DURATION,
@@ -42,18 +54,7 @@ from mixer.adapters.base import (
     QuotaResult,
     Status,
 )
-from mixer.attributes import AttributeBag
 from mixer.checks import Precondition
-from mixer.config import (
-    CompiledAction,
-    CompiledInstance,
-    MixerConfig,
-    Variety,
-    compile_mixer_config,
-    identity_namespace,
-)
-from mixer.expr import EvaluationError
-from mixer.quota_specs import QuotaSpecs
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +94,8 @@ _OK = Status()
 class Runtime:
     """One configuration with live handlers; implements `mixer.checks.Dispatcher`."""
 
-    def __init__(
-        self,
-        config: MixerConfig | None,
-        handlers: Mapping[str, Handler],
-        quota_specs: QuotaSpecs | None = None,
-    ) -> None:
+    def __init__(self, config: MixerConfig | None, handlers: Mapping[str, Handler]) -> None:
         self.config = config
-        self.quota_specs = quota_specs or QuotaSpecs.from_resources(())
         self._rules: dict[str, tuple[_Rule, ...]] = {}
         if config is None:
             return
@@ -136,9 +131,9 @@ class Runtime:
 
     def quota_charges(self, bag: AttributeBag) -> dict[str, QuotaArgs]:
         """The quotas the QuotaSpecs bound to the request's destination charge it."""
-        if not self.quota_specs:
+        if self.config is None:
             return {}
-        return {name: QuotaArgs(amount) for name, amount in self.quota_specs.charges(bag).items()}
+        return {name: QuotaArgs(amount) for name, amount in self.config.quota_charges(bag).items()}
 
     async def preconditions(self, bag: AttributeBag) -> Precondition:
         recording = bag.recording()
@@ -252,7 +247,6 @@ class HandlerPool:
 
     async def runtime(self, resources: Iterable[Resource]) -> Runtime:
         """Compile and build; raises ConfigError (nothing changes) if anything is wrong."""
-        resources = list(resources)
         config = compile_mixer_config(resources)
         if config.problems:
             raise ConfigError("; ".join(str(problem) for problem in config.problems))
@@ -291,7 +285,7 @@ class HandlerPool:
         self._live.update(built)
         self._in_force = set(wanted.values())
         handlers = {name: self._live[key] for name, key in wanted.items()}
-        return Runtime(config, handlers, QuotaSpecs.from_resources(resources))
+        return Runtime(config, handlers)
 
     async def retire_unused(self) -> None:
         """Close the handlers the configuration in force does not use."""

@@ -2,16 +2,26 @@
 
 Each file is its own origin in the store (`file:<absolute path>`) and changes atomically: its
 documents are validated together and, if every one is valid, replace that file's previous
-resources in one `ConfigStore.apply`. A file that is invalid, or that claims a resource another
-file already owns, is refused as a whole; its last accepted content stays in force and the
-reason is logged, counted and kept in `errors` until the file is accepted again. Documents of
-kinds the mesh does not know (Deployments beside Istio config) are skipped. Hidden files and
-directories are never read, so Kubernetes ConfigMap mounts (`..data` links) count once.
+resources in one `ConfigStore.apply`. A file that is invalid, that claims a resource another
+file already owns, or whose change would break config across resources (a Mixer rule naming a
+handler that does not exist, see `galley.validation`), is refused as a whole; its last accepted
+content stays in force and the reason is logged, counted and kept in `errors` until the file
+is accepted again. Deleting a file is a change like any other: if removing its resources would
+break others (a handler a rule still uses), the deletion is refused the same way and its
+resources stay until the rule goes too. Documents of kinds the mesh does not know (Deployments
+beside Istio config) are skipped. Hidden files and directories are never read, so Kubernetes
+ConfigMap mounts (`..data` links) count once.
 
-Every pass re-reads the whole tree and acts only on files whose text changed (plus files
-refused for a conflict, which another file's change may have resolved), so the watcher's event
-details never matter. The caller owns the one task that runs `run()`; cancelling it leaves
-nothing behind. Event-loop only, like the store.
+Every pass re-reads the whole tree and acts only on files whose text changed, plus files
+refused for a reason another file's change may resolve (a conflict, a reference, a deletion
+refused), so the watcher's event details never matter. Within a pass, changes are tried until
+no more can be accepted, so the order files are read in never matters either: a rule and the
+handler it names may arrive in one pass in any order. Changes that hand resources over (a file
+renamed, a resource moved to another file, two files swapping) are judged and applied as one,
+since neither half is acceptable alone while a rule uses what moves; the store sees the old
+owners let go before the new ones take, all before any subscriber can read it. The caller owns
+the one task that runs `run()`; cancelling it leaves nothing behind. Event-loop only, like the
+store.
 """
 
 from __future__ import annotations
@@ -25,7 +35,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter
 from watchfiles import awatch
 
-from galley.store import ConfigStore, ConflictError, Key
+from galley.store import ConfigStore, Key
+from galley.validation import ChangeValidator
 from meshconfig import (
     ConfigValidationError,
     Resource,
@@ -53,9 +64,19 @@ def validation_failures(registry: CollectorRegistry | None) -> Counter:
 
 
 @dataclass(frozen=True, slots=True)
+class _Change:
+    """One file's pending change: its new resources, or None when it was deleted."""
+
+    file: Path
+    resources: list[Resource] | None
+
+
+@dataclass(frozen=True, slots=True)
 class _Refusal:
     message: str
-    conflict: bool = False  # another file owns a resource: may resolve without an edit here
+    # Another file's change may resolve it without an edit here (a resource another file owns,
+    # a reference to a resource another file may add, a deletion that breaks another file).
+    retry: bool = False
 
 
 class DirectorySource:
@@ -67,7 +88,9 @@ class DirectorySource:
         settle_ms: int = 50,
         failures: Counter | None = None,
         registry: CollectorRegistry | None = None,
+        validator: ChangeValidator | None = None,
     ) -> None:
+        """`validator` judges changes across resources (by default: against `store`)."""
         self.path = Path(path).absolute()
         self.errors: dict[str, str] = {}  # file -> why its current text is refused
         self.watching = asyncio.Event()  # set once the watcher sees every later change
@@ -76,9 +99,10 @@ class DirectorySource:
         if failures is None:
             failures = validation_failures(registry or CollectorRegistry())
         self._failures = failures
+        self._validator = validator if validator is not None else ChangeValidator(store)
         self._texts: dict[Path, str | None] = {}  # last text read; None if unreadable
         self._keys: dict[Path, set[Key]] = {}  # what each file's accepted content defines
-        self._conflicted: set[Path] = set()
+        self._retry: set[Path] = set()  # refused for a reason another file may resolve
 
     @staticmethod
     def origin(file: Path) -> str:
@@ -93,23 +117,22 @@ class DirectorySource:
         if not self.path.is_dir():
             raise NotADirectoryError(f"{self.path} is not a directory")
         present = self._scan()
-        for file in sorted(self._texts.keys() - set(present)):
-            self._remove(file)
-        retry: list[tuple[Path, list[Resource]]] = []
+        pending = [_Change(file, None) for file in sorted(self._texts.keys() - set(present))]
         for file in present:
             outcome = self._read(file)
             if isinstance(outcome, _Refusal):
                 self._refuse(file, outcome)
             elif outcome is not None:
-                refusal = self._apply(file, outcome)
-                if refusal is not None:
-                    retry.append((file, outcome))
-        # A resource moved from one file to another in the same pass may be taken by the new
-        # file before the old one lets go; one more try settles that before reporting.
-        for file, resources in retry:
-            refusal = self._apply(file, resources)
-            if refusal is not None:
-                self._refuse(file, refusal)
+                pending.append(_Change(file, outcome))
+        # One change may wait on another of the same pass: a rule is accepted only once the
+        # handler it names is. Try until a round accepts nothing more, then report.
+        while pending:
+            refused = [found for group in self._groups(pending) for found in self._judge(group)]
+            if len(refused) == len(pending):
+                for change, refusal in refused:
+                    self._refuse(change.file, refusal)
+                break
+            pending = [change for change, _ in refused]
         return dict(self.errors)
 
     async def run(self) -> None:
@@ -152,7 +175,7 @@ class DirectorySource:
         except (OSError, UnicodeDecodeError) as error:
             self._texts[file] = None
             return _Refusal(f"{file}: cannot read: {error}")
-        if text == self._texts.get(file) and file not in self._conflicted:
+        if text == self._texts.get(file) and file not in self._retry:
             return None
         self._texts[file] = text
         source = str(file)
@@ -178,30 +201,141 @@ class DirectorySource:
             return _Refusal("\n".join(problems))
         return list(resources.values())
 
-    def _apply(self, file: Path, resources: list[Resource]) -> _Refusal | None:
-        keys = {resource.key for resource in resources}
-        try:
-            self._store.apply(self.origin(file), resources, self._keys.get(file, set()) - keys)
-        except ConflictError as error:
+    def _released(self, change: _Change) -> set[Key]:
+        """The keys the change takes out of the file's accepted content."""
+        accepted = self._keys.get(change.file, set())
+        if change.resources is None:
+            return set(accepted)
+        return accepted - {resource.key for resource in change.resources}
+
+    def _groups(self, pending: list[_Change]) -> list[list[_Change]]:
+        """The pending changes, grouped where one hands resources over to another (a resource
+        moved between files, a file renamed): one lets go of a key that the other takes, and
+        neither is acceptable without the other when a rule uses what moves."""
+        releaser = {key: index for index, c in enumerate(pending) for key in self._released(c)}
+        parent = list(range(len(pending)))
+
+        def root(index: int) -> int:
+            while parent[index] != index:
+                index = parent[index] = parent[parent[index]]
+            return index
+
+        for index, change in enumerate(pending):
+            for resource in change.resources or ():
+                other = releaser.get(resource.key)
+                if other is not None and other != index:
+                    parent[root(other)] = root(index)
+        groups: dict[int, list[_Change]] = {}
+        for index, change in enumerate(pending):
+            groups.setdefault(root(index), []).append(change)
+        return list(groups.values())
+
+    def _judge(self, group: list[_Change]) -> list[tuple[_Change, _Refusal]]:
+        """Apply the group's changes if they may be; those refused, and why."""
+        if len(group) == 1:
+            refusal = self._change(group[0])
+            return [] if refusal is None else [(group[0], refusal)]
+        together = self._together(group)
+        if together is None:
+            return []
+        # Not as a whole: a part may still be acceptable alone. What is not is refused for the
+        # reason the whole was, which names the real problem (alone, a file that takes a moved
+        # resource would only hear that the other file still has it).
+        return [(change, together) for change in group if self._change(change) is not None]
+
+    def _together(self, group: list[_Change]) -> _Refusal | None:
+        """Apply the group's changes as one, if they are conflict-free and break nothing."""
+        owners = {self.origin(change.file): change for change in group}
+        released = {change.file: self._released(change) for change in group}
+        claimed: dict[Key, str] = {}
+        conflicts = []
+        for change in group:
+            origin = self.origin(change.file)
+            for resource in change.resources or ():
+                owner = claimed.get(resource.key) or self._store.owner(resource.key)
+                handed = owner in owners and resource.key in released[owners[owner].file]
+                if owner not in (None, origin) and not (handed and resource.key not in claimed):
+                    conflicts.append(
+                        f"{change.file}: {resource.label}: is already defined by {owner}"
+                    )
+                claimed[resource.key] = origin
+        if conflicts:
+            return _Refusal("\n".join(conflicts), retry=True)
+        files = [str(change.file) for change in group]
+        broken = self._validator.refusal(
+            files[0],
+            [resource for change in group for resource in change.resources or ()],
+            set().union(*released.values()),
+            change=f"this change, with {', '.join(files[1:])},",
+        )
+        if broken is not None:
+            return _Refusal(broken, retry=True)
+        # Let go first, then take: each store change is then free of conflicts.
+        for change in group:
+            if released[change.file]:
+                self._store.apply(self.origin(change.file), (), released[change.file])
+        for change in group:
+            if change.resources is not None:
+                self._store.apply(self.origin(change.file), change.resources)
+        for change in group:
+            self._accepted(change)
+        return None
+
+    def _change(self, change: _Change) -> _Refusal | None:
+        return self._remove(change) if change.resources is None else self._apply(change)
+
+    def _apply(self, change: _Change) -> _Refusal | None:
+        file, resources = change.file, change.resources or []
+        origin = self.origin(file)
+        conflicts = self._store.conflicts(origin, resources)
+        if conflicts:
             labels = {resource.key: resource.label for resource in resources}
             return _Refusal(
                 "\n".join(
-                    f"{file}: {labels[c.key]}: is already defined by {c.owner}"
-                    for c in error.conflicts
+                    f"{file}: {labels[c.key]}: is already defined by {c.owner}" for c in conflicts
                 ),
-                conflict=True,
+                retry=True,
             )
-        self._keys[file] = keys
-        self._conflicted.discard(file)
-        if self.errors.pop(str(file), None) is not None:
-            log.info("%s accepted again", file)
+        removals = self._released(change)
+        broken = self._validator.refusal(str(file), resources, removals)
+        if broken is not None:
+            return _Refusal(broken, retry=True)
+        self._store.apply(origin, resources, removals)
+        self._accepted(change)
         return None
 
+    def _remove(self, change: _Change) -> _Refusal | None:
+        """Remove a deleted file's resources, unless that breaks other config: then they stay,
+        and the file is remembered so the next pass tries again."""
+        keys = self._released(change)
+        if keys:
+            broken = self._validator.refusal(str(change.file), (), keys, change="deleting it")
+            if broken is not None:
+                return _Refusal(broken, retry=True)
+            self._store.apply(self.origin(change.file), (), keys)
+        self._accepted(change)
+        return None
+
+    def _accepted(self, change: _Change) -> None:
+        """Record an applied change: the file's keys now, or the file forgotten if deleted."""
+        file = change.file
+        self._retry.discard(file)
+        if change.resources is None:
+            keys = self._keys.pop(file, set())
+            self._texts.pop(file, None)
+            self.errors.pop(str(file), None)
+            if keys:
+                log.info("%s deleted: removed %d resources", file, len(keys))
+            return
+        self._keys[file] = {resource.key for resource in change.resources}
+        if self.errors.pop(str(file), None) is not None:
+            log.info("%s accepted again", file)
+
     def _refuse(self, file: Path, refusal: _Refusal) -> None:
-        if refusal.conflict:
-            self._conflicted.add(file)
+        if refusal.retry:
+            self._retry.add(file)
         else:
-            self._conflicted.discard(file)
+            self._retry.discard(file)
         if self.errors.get(str(file)) == refusal.message:
             return  # already reported; a retry that fails the same way is not news
         self.errors[str(file)] = refusal.message
@@ -209,12 +343,3 @@ class DirectorySource:
         log.error(
             "refused %s; its last accepted content stays in force:\n%s", file, refusal.message
         )
-
-    def _remove(self, file: Path) -> None:
-        self._texts.pop(file, None)
-        self._conflicted.discard(file)
-        self.errors.pop(str(file), None)
-        keys = self._keys.pop(file, set())
-        if keys:
-            self._store.apply(self.origin(file), (), keys)
-            log.info("%s deleted: removed %d resources", file, len(keys))

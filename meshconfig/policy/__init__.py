@@ -1,7 +1,11 @@
-"""Spec models of Mixer's config.istio.io/v1alpha2 kinds (Istio 1.4 policy and telemetry).
+"""Mixer's config.istio.io/v1alpha2 kinds (Istio 1.4 policy and telemetry) and their language.
 
-`handler`, `instance` and `rule` (lowercase, as Istio 1.4 named them), QuotaSpec and
-QuotaSpecBinding, plus the legacy per-adapter and per-template kinds older configurations use.
+The spec models: `handler`, `instance` and `rule` (lowercase, as Istio 1.4 named them),
+QuotaSpec and QuotaSpecBinding, plus the legacy per-adapter and per-template kinds older
+configurations use. Beside them, the config language galley validates and mixer runs:
+`attributes` (the vocabulary), `expr` (expressions), `templates` (the compiled-in templates and
+adapters), `quota_charges` (QuotaSpecs applied) and `compiled` (a snapshot compiled, with every
+problem across resources).
 """
 
 from meshconfig.kinds import Kind

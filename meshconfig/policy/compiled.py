@@ -6,9 +6,11 @@ instance, rule, the legacy per-adapter and per-template kinds such as `denier` a
 `MixerConfig`: every expression compiled and type-checked against the vocabulary, every
 reference resolved. Like Mixer, a broken resource does not stop the others: it is left out and
 its problems are in `MixerConfig.problems`, one ConfigValidationError per resource naming the
-field path and the place in the expression. `validate_mixer_resources` is that list, for
-galley. Envoy's ext_authz sends no quotas (Istio's sidecar Mixer client read the QuotaSpecs),
-so `MixerConfig.quota_charges(bag)` applies the bindings to the request's destination.
+field path and the place in the expression. `validate_mixer_resources` is that list: galley
+runs it over a candidate snapshot before accepting a change, mixer compiles the snapshot galley
+accepted. Envoy's ext_authz sends no quotas (Istio's sidecar Mixer client read the QuotaSpecs),
+so `MixerConfig.quota_charges(bag)` applies the bindings to the request's destination
+(`meshconfig.policy.quota_charges`).
 
 Names follow Istio: a resource is known as `name.kind.namespace` (`denyrequest.instance.
 istio-system`, legacy `sourceip.listentry.default`). A rule refers to a handler or instance by
@@ -18,182 +20,57 @@ to every request; the others only to requests for services of their namespace.
 
 Instances are built per request by `CompiledInstance.build(bag)`: the template's fields, each
 from its expression, in a dict keyed by the proto field names (snake_case). Built-in templates
-have their field types checked; an instance of another (out-of-process) template has every
-expression compiled with whatever type it has. Handlers keep their params raw: each adapter
-validates its own. Rule `sampling` and instance `attributeBindings` are kept raw, unevaluated.
+(`meshconfig.policy.templates`) have their field types checked; an instance of another
+(out-of-process) template has every expression compiled with whatever type it has. Handlers
+keep their params raw: each adapter validates its own (at run time, in mixer). Rule `sampling`
+and instance `attributeBindings` are kept raw, unevaluated.
+
+This is the config language shared by galley (which validates with it) and mixer (which runs
+it): it imports nothing from any service, and what it evaluates are pure functions of (config,
+attributes). Handlers, dispatch and adapters are mixer's.
 """
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any
 
 from meshconfig import ConfigValidationError, FieldError, Resource
-from meshconfig.policy import LEGACY_ADAPTER_KINDS, LEGACY_TEMPLATE_KINDS
-from meshconfig.policy.mixer import HandlerSpec, InstanceSpec, RuleSpec
-from meshconfig.policy.quota import (
-    IstioService,
-    QuotaSpecBindingSpec,
-    QuotaSpecSpec,
-    StringMatch,
+from meshconfig.policy import GROUP, LEGACY_ADAPTER_KINDS, LEGACY_TEMPLATE_KINDS
+from meshconfig.policy.attributes import (
+    ISTIO_VOCABULARY,
+    Attributes,
+    ValueType,
+    manifest_attributes,
 )
-from mixer.attributes import ISTIO_VOCABULARY, Attributes, ValueType, manifest_attributes
-from mixer.expr import CompiledExpression, ExpressionError, compile_expression, referenced_names
-from mixer.expr.errors import EvaluationError
+from meshconfig.policy.expr import (
+    CompiledExpression,
+    EvaluationError,
+    ExpressionError,
+    compile_expression,
+    referenced_names,
+)
+from meshconfig.policy.mixer import HandlerSpec, InstanceSpec, RuleSpec
+from meshconfig.policy.quota_charges import (
+    NO_QUOTAS,
+    CompiledQuotaSpec,
+    QuotaSpecs,
+    compile_quota_binding,
+    compile_quota_spec,
+)
+from meshconfig.policy.templates import (
+    ADAPTER_TEMPLATES,
+    TEMPLATES,
+    TEXT_TYPES,
+    FieldType,
+    MapOf,
+    Variety,
+)
 
 DEFAULT_NAMESPACE = "istio-system"
-GROUP = "config.istio.io"
-
-
-class Variety(enum.Enum):
-    """When Mixer uses a template's instances."""
-
-    CHECK = "check"
-    QUOTA = "quota"
-    REPORT = "report"
-    ATTRIBUTE_GENERATOR = "attribute_generator"
-
-
-@dataclass(frozen=True, slots=True)
-class MapOf:
-    """A template field that is a map of string keys to values of `value` (None: any type)."""
-
-    value: ValueType | None
-
-
-# A template field: a type, None (istio.policy.v1beta1.Value: any type), a map or a message.
-FieldType = ValueType | None | MapOf | Mapping[str, Any]
-
-S, I64, B = ValueType.STRING, ValueType.INT64, ValueType.BOOL
-TS, IP = ValueType.TIMESTAMP, ValueType.IP_ADDRESS
-_ANY_MAP = MapOf(None)
-# What a STRING field takes: text, or a value with a text form (Istio's bookinfo listentry
-# sample gives `value: source.ip | ip("0.0.0.0")`), converted to its text.
-TEXT_TYPES: Final = frozenset(
-    {S, ValueType.IP_ADDRESS, ValueType.DNS_NAME, ValueType.EMAIL_ADDRESS, ValueType.URI}
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Template:
-    variety: Variety
-    fields: Mapping[str, FieldType]
-
-
-# Istio 1.4's compiled-in templates and their fields (proto field names).
-TEMPLATES: Final[Mapping[str, Template]] = MappingProxyType(
-    {
-        "checknothing": Template(Variety.CHECK, {}),
-        "listentry": Template(Variety.CHECK, {"value": S}),
-        "apikey": Template(
-            Variety.CHECK,
-            {"api": S, "api_version": S, "api_operation": S, "api_key": S, "timestamp": TS},
-        ),
-        "authorization": Template(
-            Variety.CHECK,
-            {
-                "subject": {"user": S, "groups": S, "properties": _ANY_MAP},
-                "action": {
-                    "namespace": S,
-                    "service": S,
-                    "method": S,
-                    "path": S,
-                    "properties": _ANY_MAP,
-                },
-            },
-        ),
-        "quota": Template(Variety.QUOTA, {"dimensions": _ANY_MAP}),
-        "reportnothing": Template(Variety.REPORT, {}),
-        "metric": Template(
-            Variety.REPORT,
-            {
-                "value": None,
-                "dimensions": _ANY_MAP,
-                "monitored_resource_type": S,
-                "monitored_resource_dimensions": _ANY_MAP,
-            },
-        ),
-        "logentry": Template(
-            Variety.REPORT,
-            {
-                "variables": _ANY_MAP,
-                "timestamp": TS,
-                "severity": S,
-                "monitored_resource_type": S,
-                "monitored_resource_dimensions": _ANY_MAP,
-            },
-        ),
-        "tracespan": Template(
-            Variety.REPORT,
-            {
-                **dict.fromkeys(("trace_id", "span_id", "parent_span_id", "span_name"), S),
-                **dict.fromkeys(("start_time", "end_time"), TS),
-                "span_tags": _ANY_MAP,
-                "http_status_code": I64,
-                **dict.fromkeys(("client_span", "rewrite_client_span_id"), B),
-                **dict.fromkeys(("source_name", "destination_name", "api_protocol"), S),
-                **dict.fromkeys(("source_ip", "destination_ip"), IP),
-                **dict.fromkeys(
-                    ("request_size", "request_total_size", "response_size", "response_total_size"),
-                    I64,
-                ),
-            },
-        ),
-        "edge": Template(
-            Variety.REPORT,
-            {
-                "timestamp": TS,
-                **dict.fromkeys(
-                    (
-                        f"{side}_{part}"
-                        for side in ("source", "destination")
-                        for part in ("workload_namespace", "workload_name", "owner", "uid")
-                    ),
-                    S,
-                ),
-                **dict.fromkeys(
-                    (
-                        "destination_service_namespace",
-                        "destination_service_name",
-                        "context_protocol",
-                        "api_protocol",
-                    ),
-                    S,
-                ),
-            },
-        ),
-        "kubernetes": Template(
-            Variety.ATTRIBUTE_GENERATOR,
-            {
-                **dict.fromkeys(("source_uid", "destination_uid", "origin_uid"), S),
-                **dict.fromkeys(("source_ip", "destination_ip", "origin_ip"), IP),
-                "destination_port": I64,
-            },
-        ),
-    }
-)
-
-# The templates each of Istio 1.4's common compiled-in adapters supports. A handler of an
-# adapter listed here that gets an instance of another template is a config error; adapters
-# not listed are not checked (Mixer's own adapter registry decides at run time).
-ADAPTER_TEMPLATES: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
-    {
-        "denier": frozenset({"checknothing", "listentry", "quota"}),
-        "listchecker": frozenset({"listentry"}),
-        "memquota": frozenset({"quota"}),
-        "redisquota": frozenset({"quota"}),
-        "prometheus": frozenset({"metric"}),
-        "statsd": frozenset({"metric"}),
-        "stdio": frozenset({"logentry", "metric"}),
-        "fluentd": frozenset({"logentry"}),
-        "kubernetesenv": frozenset({"kubernetes"}),
-        "noop": frozenset(TEMPLATES) - {"kubernetes", "apikey", "edge"},
-    }
-)
 
 
 # -- the compiled model --------------------------------------------------------------------------
@@ -285,60 +162,13 @@ class CompiledRule:
 
 
 @dataclass(frozen=True, slots=True)
-class QuotaCharge:
-    quota: str  # a quota instance's name, as the QuotaSpec writes it
-    charge: int
-
-
-@dataclass(frozen=True, slots=True)
-class QuotaSpecRule:
-    """Charge `quotas` when any of `matches` holds (no matches: always)."""
-
-    matches: tuple[Callable[[Attributes], bool], ...]
-    quotas: tuple[QuotaCharge, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledQuotaSpec:
-    name: str
-    namespace: str
-    rules: tuple[QuotaSpecRule, ...]
-
-    def charges(self, bag: Attributes) -> list[QuotaCharge]:
-        return [
-            charge
-            for rule in self.rules
-            if not rule.matches or any(match(bag) for match in rule.matches)
-            for charge in rule.quotas
-        ]
-
-
-@dataclass(frozen=True, slots=True)
-class QuotaBinding:
-    """Which services charge which QuotaSpecs (`specs`: (namespace, name))."""
-
-    name: str
-    namespace: str
-    services: tuple[IstioService, ...]
-    specs: tuple[tuple[str, str], ...]
-
-    def binds(self, bag: Attributes) -> bool:
-        """Whether the request's destination is one of `services`: by `service` (its host, or
-        "*"), or by `name` and, when given, `namespace`, `domain` and `labels`. A service
-        without a namespace matches the name in any namespace (Istio's bookinfo binding in
-        istio-system lists bookinfo's services by bare name)."""
-        return any(_service_matches(service, bag) for service in self.services)
-
-
-@dataclass(frozen=True, slots=True)
 class MixerConfig:
     """One snapshot's Mixer config, compiled; immutable. Look-ups are by full name."""
 
     handlers: Mapping[str, CompiledHandler]
     instances: Mapping[str, CompiledInstance]
     rules: tuple[CompiledRule, ...]
-    quota_specs: Mapping[tuple[str, str], CompiledQuotaSpec]  # by (namespace, name)
-    quota_bindings: tuple[QuotaBinding, ...]
+    quotas: QuotaSpecs
     vocabulary: Mapping[str, ValueType]
     default_namespace: str
     problems: tuple[ConfigValidationError, ...]
@@ -352,36 +182,10 @@ class MixerConfig:
             return common
         return common + self._by_namespace.get(namespace, ())
 
-    def quota_charges(self, bag: Attributes) -> list[QuotaCharge]:
-        """The quotas a request is charged: those of the matching rules of the QuotaSpecs
-        bound to its destination service (each spec once, however many bindings name it)."""
-        specs = dict.fromkeys(key for b in self.quota_bindings if b.binds(bag) for key in b.specs)
-        return [
-            charge
-            for key in specs
-            if (spec := self.quota_specs.get(key)) is not None
-            for charge in spec.charges(bag)
-        ]
-
-
-def _service_matches(service: IstioService, bag: Attributes) -> bool:
-    host = bag.lookup("destination.service.host")
-    if service.service is not None:
-        return service.service in ("*", host)
-    parts = host.split(".") if isinstance(host, str) else []
-    name = bag.lookup("destination.service.name") or (parts[0] if parts else None)
-    namespace = bag.lookup("destination.service.namespace") or (
-        parts[1] if len(parts) > 1 else None
-    )
-    if service.name is not None and service.name != name:
-        return False
-    if service.namespace is not None and service.namespace != namespace:
-        return False
-    if service.domain is not None and not (host or "").endswith(f".{service.domain}"):
-        return False
-    return not service.labels or all(
-        bag.lookup_key("destination.labels", key) == value for key, value in service.labels.items()
-    )
+    def quota_charges(self, bag: Attributes) -> dict[str, int]:
+        """Quota name -> amount a request is charged by the QuotaSpecs bound to its destination
+        service (see `meshconfig.policy.quota_charges`)."""
+        return self.quotas.charges(bag) if self.quotas else {}
 
 
 def identity_namespace(bag: Attributes) -> str:
@@ -470,7 +274,8 @@ class _Compiler:
             (spec.namespace, spec.name): spec
             for spec in map(self._quota_spec, by_kind.get("QuotaSpec", []))
         }
-        bindings = tuple(map(_quota_binding, by_kind.get("QuotaSpecBinding", [])))
+        bindings = tuple(map(compile_quota_binding, by_kind.get("QuotaSpecBinding", [])))
+        quotas = QuotaSpecs(MappingProxyType(specs), bindings) if specs or bindings else NO_QUOTAS
         by_namespace: dict[str, list[CompiledRule]] = {}
         for rule in rules:
             by_namespace.setdefault(rule.namespace, []).append(rule)
@@ -482,8 +287,7 @@ class _Compiler:
             handlers=MappingProxyType(self.handlers),
             instances=MappingProxyType(self.instances),
             rules=tuple(rules),
-            quota_specs=MappingProxyType(specs),
-            quota_bindings=bindings,
+            quotas=quotas,
             vocabulary=MappingProxyType(dict(self.vocabulary)),
             default_namespace=self.default_namespace,
             problems=problems,
@@ -597,7 +401,7 @@ class _Compiler:
         if compiled is None:
             return None
         expressions[path] = compiled
-        if kind is S and compiled.type is not S:  # an address or name given as text
+        if kind is ValueType.STRING and compiled.type is not ValueType.STRING:  # text form
             evaluate = compiled.evaluate
             return lambda bag: str(evaluate(bag))
         return compiled.evaluate
@@ -752,7 +556,9 @@ class _Compiler:
                     continue
                 # Action outputs are STRING attributes for header values (out-of-process
                 # templates declare their outputs, which Mixer does not model).
-                extra = {n: S for n in names if any(n.startswith(p) for p in outputs)}
+                extra = {
+                    n: ValueType.STRING for n in names if any(n.startswith(p) for p in outputs)
+                }
                 vocabulary = {**self.vocabulary, **extra} if extra else None
                 value = self._expression(resource, text, at, TEXT_TYPES, vocabulary)
                 if value is not None:
@@ -765,65 +571,9 @@ class _Compiler:
     # -- quotas -----------------------------------------------------------------------------
 
     def _quota_spec(self, resource: Resource) -> CompiledQuotaSpec:
-        """A QuotaSpec whose clauses must name STRING attributes (and valid regexes)."""
-        spec = resource.spec
-        assert isinstance(spec, QuotaSpecSpec)
-        rules = []
-        for index, rule in enumerate(spec.rules or []):
-            matches = []
-            for position, match in enumerate(rule.match or []):
-                clauses = []
-                for attribute, string_match in (match.clause or {}).items():
-                    where = f"spec.rules[{index}].match[{position}].clause.{attribute}"
-                    found = self.vocabulary.get(attribute)
-                    if found is not ValueType.STRING:
-                        reason = "unknown attribute" if found is None else f"a {found.value}"
-                        self.problem(resource, where, f"{reason}: clauses match STRING attributes")
-                    try:
-                        clauses.append(_clause(attribute, string_match))
-                    except re.error as error:
-                        self.problem(resource, f"{where}.regex", f"invalid regex: {error}")
-                matches.append(_all(tuple(clauses)))
-            quotas = tuple(
-                QuotaCharge(q.quota, 1 if q.charge is None else q.charge) for q in rule.quotas or []
-            )
-            rules.append(QuotaSpecRule(tuple(matches), quotas))
-        return CompiledQuotaSpec(resource.metadata.name, resource.metadata.namespace, tuple(rules))
-
-
-def _quota_binding(resource: Resource) -> QuotaBinding:
-    spec = resource.spec
-    assert isinstance(spec, QuotaSpecBindingSpec)
-    namespace = resource.metadata.namespace
-    return QuotaBinding(
-        resource.metadata.name,
-        namespace,
-        tuple(spec.services),
-        tuple((ref.namespace or namespace, ref.name) for ref in spec.quota_specs),
-    )
-
-
-def _clause(attribute: str, match: StringMatch) -> Callable[[Attributes], bool]:
-    """One QuotaSpec clause: the attribute is a string and matches (exact, prefix or
-    whole-value regex; none set: present). re.error if the regex is invalid."""
-    exact, prefix = match.exact, match.prefix
-    fullmatch = re.compile(match.regex).fullmatch if match.regex is not None else None
-
-    def clause(bag: Attributes) -> bool:
-        value = bag.lookup(attribute)
-        if not isinstance(value, str):
-            return False
-        if exact is not None:
-            return value == exact
-        if prefix is not None:
-            return value.startswith(prefix)
-        return fullmatch is None or fullmatch(value) is not None
-
-    return clause
-
-
-def _all(clauses: tuple[Callable[[Attributes], bool], ...]) -> Callable[[Attributes], bool]:
-    return lambda bag: all(clause(bag) for clause in clauses)
+        return compile_quota_spec(
+            resource, self.vocabulary, lambda path, message: self.problem(resource, path, message)
+        )
 
 
 def _role(resource: Resource) -> str:

@@ -2,10 +2,17 @@
 
 Modelled after Istio 1.4's policy.v1beta1 protos. A handler configures an adapter, an instance
 maps request attributes to a template's fields through expressions, and a rule sends the
-instances to handlers when its match expression holds. Mixer reads these models; compiling the
-expressions is mixer's job, so here they are only checked to be strings where Mixer expects
-expressions. Before `handler` and `instance` existed each adapter and template had its own kind
-(`kind: denier`, `kind: listentry`): their spec is the handler's or instance's `params`.
+instances to handlers when its match expression holds. Before `handler` and `instance` existed
+each adapter and template had its own kind (`kind: denier`, `kind: listentry`): their spec is
+the handler's or instance's `params`.
+
+What one resource can be judged on alone is checked here: every expression (template params,
+rule `match`, header operation values) must be a string and must parse (`meshconfig.policy.
+expr`), the error naming the field and the line and column. Whether an expression's attributes
+exist and its type fits the field, and whether a rule's handlers and instances exist, depend on
+the rest of the snapshot (attributemanifests extend the vocabulary; the handler may be in
+another file): `meshconfig.policy.compiled.validate_mixer_resources` checks those, and galley
+runs it before accepting a change.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, RootModel, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, RootModel, model_validator
 
 from meshconfig.base import (
     CheckedModel,
@@ -25,6 +32,33 @@ from meshconfig.base import (
     UInt32,
     raise_problems,
 )
+from meshconfig.policy.expr import ParseError
+from meshconfig.policy.expr.parser import parse
+
+
+def _syntax_problems(text: str, where: Location) -> Iterator[Problem]:
+    """The expression's syntax error, if any ("line 1, column 12: expected an operand ...")."""
+    try:
+        parse(text)
+    except ParseError as error:
+        yield where, str(error)
+
+
+def _parses(text: str) -> str:
+    try:
+        parse(text)
+    except ParseError as error:
+        raise ValueError(str(error)) from None
+    return text
+
+
+def _parses_unless_blank(text: str) -> str:
+    return _parses(text) if text.strip() else text
+
+
+# An attribute expression, which must parse; a rule's match, which may also be blank (always).
+Expression = Annotated[str, AfterValidator(_parses)]
+Match = Annotated[str, AfterValidator(_parses_unless_blank)]
 
 
 def _expression_problems(params: Mapping[str, Any], where: Location) -> Iterator[Problem]:
@@ -38,6 +72,8 @@ def _expression_problems(params: Mapping[str, Any], where: Location) -> Iterator
                 f"must be an attribute expression string, got {type(value).__name__} "
                 '(quote literals, e.g. "1")',
             )
+        else:
+            yield from _syntax_problems(value, (*where, key))
 
 
 class OAuth(SpecModel):
@@ -131,8 +167,10 @@ class RuleAction(SpecModel):
 
 
 class HeaderOperation(SpecModel):
+    """A header set, appended or removed; each value is an expression."""
+
     name: NonEmpty
-    values: list[str] | None = None
+    values: list[Expression] | None = None
     operation: Literal["REPLACE", "REMOVE", "APPEND"] | None = None
 
 
@@ -161,7 +199,7 @@ class Sampling(SpecModel):
 class RuleSpec(SpecModel):
     """When `match` holds (empty means always), run the actions."""
 
-    match: str | None = None
+    match: Match | None = None
     actions: list[RuleAction] | None = None
     request_header_operations: list[HeaderOperation] | None = None
     response_header_operations: list[HeaderOperation] | None = None

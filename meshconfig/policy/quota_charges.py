@@ -1,40 +1,126 @@
-"""Which quotas a request charges: QuotaSpec and QuotaSpecBinding, applied by Mixer itself.
+"""Which quotas a request is charged: QuotaSpec and QuotaSpecBinding, compiled once.
 
 In Istio the sidecar's Mixer client read these and put the quotas into each Check. Envoy's
 ext_authz sends no quotas, so Mixer applies them to the destination of the check: a binding
 whose `services` include the destination service attaches its QuotaSpecs, and every rule of
-those specs that matches the request charges its quotas (`charge`, default 1).
+those specs that matches the request charges its quotas (`charge`, default 1; a quota charged
+by several rules is charged their sum; a spec bound twice counts once).
 
 A binding's service matches by `service` (the host; `*` for every service) or by `name` with
 `namespace`, `domain` and `labels` when given. A service without a namespace matches that name
 in any namespace (Istio's bookinfo binding in istio-system lists bookinfo's services by bare
-name). A spec reference without a namespace means the binding's namespace. A rule `match`
-holds if any of its clauses sets holds entirely (exact, prefix or regex on string
-attributes); a rule without `match` always holds. Immutable once built; no tasks.
+name, and the ratings rate-limit sample needs it). A spec reference without a namespace means
+the binding's namespace; a reference to a spec that does not exist charges nothing. A rule
+`match` holds if any of its clause sets holds entirely (exact, prefix or whole-value regex on
+STRING attributes; a clause with none of them: the attribute is a string); a rule without
+`match` always holds.
+
+Compiling checks what Istio's Mixer client would trip over: every clause must name a STRING
+attribute of the vocabulary and every regex must compile; `compile_quota_spec` reports each
+problem with its field path. The result is immutable; no tasks.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
 
 from meshconfig import Resource
-from meshconfig.policy import QuotaSpecBindingSpec, QuotaSpecSpec
-from meshconfig.policy.quota import IstioService, QuotaRule, StringMatch
+from meshconfig.policy.attributes import Attributes, ValueType
+from meshconfig.policy.quota import (
+    IstioService,
+    QuotaSpecBindingSpec,
+    QuotaSpecSpec,
+    StringMatch,
+)
+
+Match = Callable[[Attributes], bool]
+# Reports one problem of the resource being compiled: (field path, message).
+Problem = Callable[[str, str], None]
 
 
-def _service_matches(service: IstioService, attributes: Mapping[str, Any]) -> bool:
-    host = attributes.get("destination.service.host")
+@dataclass(frozen=True, slots=True)
+class QuotaCharge:
+    quota: str  # a quota instance's name, as the QuotaSpec writes it
+    charge: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaSpecRule:
+    """Charge `quotas` when any of `matches` holds (no matches: always)."""
+
+    matches: tuple[Match, ...]
+    quotas: tuple[QuotaCharge, ...]
+
+    def applies(self, bag: Attributes) -> bool:
+        return not self.matches or any(match(bag) for match in self.matches)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledQuotaSpec:
+    name: str
+    namespace: str
+    rules: tuple[QuotaSpecRule, ...]
+
+    def charges(self, bag: Attributes) -> list[QuotaCharge]:
+        return [charge for rule in self.rules if rule.applies(bag) for charge in rule.quotas]
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaBinding:
+    """Which services charge which QuotaSpecs (`specs`: (namespace, name))."""
+
+    name: str
+    namespace: str
+    services: tuple[IstioService, ...]
+    specs: tuple[tuple[str, str], ...]
+
+    def binds(self, bag: Attributes) -> bool:
+        """Whether the request's destination is one of `services`."""
+        return any(_service_matches(service, bag) for service in self.services)
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaSpecs:
+    """The QuotaSpecs and bindings of one snapshot."""
+
+    specs: Mapping[tuple[str, str], CompiledQuotaSpec]  # by (namespace, name)
+    bindings: tuple[QuotaBinding, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.bindings)
+
+    def charges(self, bag: Attributes) -> dict[str, int]:
+        """Quota name -> the amount the request described by `bag` is charged."""
+        charged: dict[str, int] = {}
+        if not self.bindings:
+            return charged
+        bound = dict.fromkeys(key for b in self.bindings if b.binds(bag) for key in b.specs)
+        for key in bound:
+            spec = self.specs.get(key)
+            if spec is None:
+                continue
+            for charge in spec.charges(bag):
+                charged[charge.quota] = charged.get(charge.quota, 0) + charge.charge
+        return charged
+
+
+NO_QUOTAS = QuotaSpecs(MappingProxyType({}), ())
+
+
+def _service_matches(service: IstioService, bag: Attributes) -> bool:
+    host = bag.lookup("destination.service.host")
     if service.service is not None:
-        return service.service == "*" or service.service == host
-    name = attributes.get("destination.service.name")
-    namespace = attributes.get("destination.service.namespace")
-    if isinstance(host, str) and (name is None or namespace is None):
-        parts = host.split(".")
-        name = name if name is not None else parts[0]
-        namespace = namespace if namespace is not None or len(parts) < 2 else parts[1]
+        return service.service in ("*", host)
+    parts = host.split(".") if isinstance(host, str) else []
+    name = bag.lookup("destination.service.name")
+    if name is None and parts:
+        name = parts[0]
+    namespace = bag.lookup("destination.service.namespace")
+    if namespace is None and len(parts) > 1:
+        namespace = parts[1]
     if service.name is not None and service.name != name:
         return False
     if service.namespace is not None and service.namespace != namespace:
@@ -43,78 +129,71 @@ def _service_matches(service: IstioService, attributes: Mapping[str, Any]) -> bo
         isinstance(host, str) and host.endswith(f".{service.domain}")
     ):
         return False
-    if service.labels:
-        labels = attributes.get("destination.labels") or {}
-        if any(labels.get(k) != v for k, v in service.labels.items()):
-            return False
-    return True
-
-
-def _string_matches(match: StringMatch, value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    if match.exact is not None:
-        return value == match.exact
-    if match.prefix is not None:
-        return value.startswith(match.prefix)
-    if match.regex is not None:
-        return re.fullmatch(match.regex, value) is not None
-    return True
-
-
-def _rule_matches(rule: QuotaRule, attributes: Mapping[str, Any]) -> bool:
-    if not rule.match:
-        return True
-    return any(
-        all(_string_matches(m, attributes.get(name)) for name, m in (clause.clause or {}).items())
-        for clause in rule.match
+    return not service.labels or all(
+        bag.lookup_key("destination.labels", key) == value for key, value in service.labels.items()
     )
 
 
-@dataclass(frozen=True)
-class _Binding:
-    services: tuple[IstioService, ...]
-    specs: tuple[tuple[str, str], ...]  # (namespace, name)
+def compile_quota_spec(
+    resource: Resource, vocabulary: Mapping[str, ValueType], problem: Problem
+) -> CompiledQuotaSpec:
+    """A QuotaSpec's rules as closures; each clause on an attribute that is not a STRING of
+    `vocabulary`, and each regex that does not compile, is reported to `problem`."""
+    spec = resource.spec
+    assert isinstance(spec, QuotaSpecSpec)
+    rules = []
+    for index, rule in enumerate(spec.rules or []):
+        matches = []
+        for position, match in enumerate(rule.match or []):
+            clauses = []
+            for attribute, string_match in (match.clause or {}).items():
+                where = f"spec.rules[{index}].match[{position}].clause.{attribute}"
+                found = vocabulary.get(attribute)
+                if found is not ValueType.STRING:
+                    reason = "unknown attribute" if found is None else f"a {found.value}"
+                    problem(where, f"{reason}: clauses match STRING attributes")
+                try:
+                    clauses.append(_clause(attribute, string_match))
+                except re.error as error:
+                    problem(f"{where}.regex", f"invalid regex: {error}")
+            matches.append(_all(tuple(clauses)))
+        quotas = tuple(
+            QuotaCharge(q.quota, 1 if q.charge is None else q.charge) for q in rule.quotas or []
+        )
+        rules.append(QuotaSpecRule(tuple(matches), quotas))
+    return CompiledQuotaSpec(resource.metadata.name, resource.metadata.namespace, tuple(rules))
 
 
-@dataclass(frozen=True)
-class QuotaSpecs:
-    """The QuotaSpecs and bindings in force."""
+def compile_quota_binding(resource: Resource) -> QuotaBinding:
+    spec = resource.spec
+    assert isinstance(spec, QuotaSpecBindingSpec)
+    namespace = resource.metadata.namespace
+    return QuotaBinding(
+        resource.metadata.name,
+        namespace,
+        tuple(spec.services),
+        tuple((ref.namespace or namespace, ref.name) for ref in spec.quota_specs),
+    )
 
-    specs: Mapping[tuple[str, str], QuotaSpecSpec]
-    bindings: tuple[_Binding, ...]
 
-    @classmethod
-    def from_resources(cls, resources: Iterable[Resource]) -> QuotaSpecs:
-        specs: dict[tuple[str, str], QuotaSpecSpec] = {}
-        bindings: list[_Binding] = []
-        for resource in resources:
-            spec, meta = resource.spec, resource.metadata
-            if isinstance(spec, QuotaSpecSpec):
-                specs[(meta.namespace, meta.name)] = spec
-            elif isinstance(spec, QuotaSpecBindingSpec):
-                refs = [(ref.namespace or meta.namespace, ref.name) for ref in spec.quota_specs]
-                bindings.append(_Binding(tuple(spec.services), tuple(refs)))
-        return cls(specs, tuple(bindings))
+def _clause(attribute: str, match: StringMatch) -> Match:
+    """One clause: the attribute is a string and matches (exact, prefix or whole-value regex;
+    none set: present). re.error if the regex is invalid."""
+    exact, prefix = match.exact, match.prefix
+    fullmatch = re.compile(match.regex).fullmatch if match.regex is not None else None
 
-    def __bool__(self) -> bool:
-        return bool(self.bindings)
+    def clause(bag: Attributes) -> bool:
+        value = bag.lookup(attribute)
+        if not isinstance(value, str):
+            return False
+        if exact is not None:
+            return value == exact
+        if prefix is not None:
+            return value.startswith(prefix)
+        return fullmatch is None or fullmatch(value) is not None
 
-    def charges(self, attributes: Mapping[str, Any]) -> dict[str, int]:
-        """Quota name -> amount the request described by `attributes` is charged."""
-        charges: dict[str, int] = {}
-        seen: set[tuple[str, str]] = set()
-        for binding in self.bindings:
-            if not any(_service_matches(s, attributes) for s in binding.services):
-                continue
-            for ref in binding.specs:
-                spec = self.specs.get(ref)
-                if spec is None or ref in seen:
-                    continue
-                seen.add(ref)
-                for rule in spec.rules or ():
-                    if _rule_matches(rule, attributes):
-                        for quota in rule.quotas or ():
-                            charge = 1 if quota.charge is None else quota.charge
-                            charges[quota.quota] = charges.get(quota.quota, 0) + charge
-        return charges
+    return clause
+
+
+def _all(clauses: tuple[Match, ...]) -> Match:
+    return lambda bag: all(clause(bag) for clause in clauses)

@@ -6,7 +6,7 @@
 `ExpressionError`s. The language: literals (strings in double quotes or back quotes, integers,
 floats, true/false), attributes (`source.labels`), indexing (`request.headers["x-user"]`),
 `== != < <= > >= && || ! + -`, the default operator `a | b` and the builtins listed in
-`mixer.expr.functions`, with `conditional(cond, a, b)`.
+`meshconfig.policy.expr.functions`, with `conditional(cond, a, b)`.
 """
 
 from __future__ import annotations
@@ -14,17 +14,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mixer.attributes import ISTIO_VOCABULARY, ValueType
-from mixer.expr.checker import check
-from mixer.expr.compiler import Evaluator, compile_checked
-from mixer.expr.errors import (
+from meshconfig.policy.attributes import ISTIO_VOCABULARY, ValueType
+from meshconfig.policy.expr.checker import check
+from meshconfig.policy.expr.compiler import Evaluator, compile_checked
+from meshconfig.policy.expr.errors import (
     EvaluationError,
     ExpressionError,
     ParseError,
     TypeCheckError,
 )
-from mixer.expr.nodes import attribute_names
-from mixer.expr.parser import parse
+from meshconfig.policy.expr.nodes import attribute_names
+from meshconfig.policy.expr.parser import parse
 
 
 @dataclass(frozen=True, slots=True)

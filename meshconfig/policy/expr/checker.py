@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mixer.attributes import ValueType
-from mixer.expr.errors import TypeCheckError
-from mixer.expr.functions import ADDABLE, BUILTINS, ORDERED, Overload, is_duration_text
-from mixer.expr.nodes import Attribute, Binary, Call, Index, Literal, Node, Unary
+from meshconfig.policy.attributes import ValueType
+from meshconfig.policy.expr.errors import TypeCheckError
+from meshconfig.policy.expr.functions import ADDABLE, BUILTINS, ORDERED, Overload, is_duration_text
+from meshconfig.policy.expr.nodes import Attribute, Binary, Call, Index, Literal, Node, Unary
 
 BOOL = ValueType.BOOL
 CONDITIONALS = ("conditional", "conditionalString")

@@ -18,11 +18,11 @@ import operator
 from collections.abc import Callable
 from typing import Any, Final
 
-from mixer.attributes import ABSENT_MAP, Attributes, ValueType
-from mixer.expr.checker import CONDITIONALS, Checked
-from mixer.expr.errors import EvaluationError, TypeCheckError
-from mixer.expr.functions import EQUALITY, glob_match, regex, to_duration, utc
-from mixer.expr.nodes import Attribute, Binary, Call, Index, Literal, Node, Unary
+from meshconfig.policy.attributes import ABSENT_MAP, Attributes, ValueType
+from meshconfig.policy.expr.checker import CONDITIONALS, Checked
+from meshconfig.policy.expr.errors import EvaluationError, TypeCheckError
+from meshconfig.policy.expr.functions import EQUALITY, glob_match, regex, to_duration, utc
+from meshconfig.policy.expr.nodes import Attribute, Binary, Call, Index, Literal, Node, Unary
 
 Evaluator = Callable[[Attributes], Any]
 

@@ -25,7 +25,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from meshconfig.base import duration_seconds
-from mixer.attributes import IPAddress, ValueType
+from meshconfig.policy.attributes import IPAddress, ValueType
 
 STRING = ValueType.STRING
 INT64 = ValueType.INT64

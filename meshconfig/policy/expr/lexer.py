@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mixer.expr.errors import ParseError
+from meshconfig.policy.expr.errors import ParseError
 
 # Longest first, so "||" wins over "|" and "==" over nothing.
 OPERATORS = ("||", "&&", "==", "!=", "<=", ">=", "<", ">", "|", "!", "+", "-")

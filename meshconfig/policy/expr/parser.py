@@ -11,9 +11,9 @@ boolean literals in any letter case, as Istio reads them.
 
 from __future__ import annotations
 
-from mixer.expr.errors import ParseError
-from mixer.expr.lexer import Token, tokenize
-from mixer.expr.nodes import Attribute, Binary, Call, Index, Literal, Node, Unary
+from meshconfig.policy.expr.errors import ParseError
+from meshconfig.policy.expr.lexer import Token, tokenize
+from meshconfig.policy.expr.nodes import Attribute, Binary, Call, Index, Literal, Node, Unary
 
 # Binary operator -> binding power; higher binds tighter.
 _BINARY = {

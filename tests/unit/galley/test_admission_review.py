@@ -1,4 +1,5 @@
-"""The webhook's verdicts without a socket: AdmissionReview in, AdmissionReview out."""
+"""The webhook's verdicts without a socket: AdmissionReview in, AdmissionReview out, judged
+alone or, with a ChangeValidator, together with galley's snapshot (Mixer rules and handlers)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from galley.store import ConfigStore
+from galley.validation import ChangeValidator
 from galley.webhook import MalformedReview, admission_response, write_self_signed
-from meshconfig import kind_for
+from meshconfig import kind_for, load_documents, validate_document
+from tests.unit.galley.galley_mixer_config import handler, instance, rule
 from tests.unit.galley.galley_test_kind import widget
 
 
@@ -111,3 +115,107 @@ def test_the_self_signed_certificate_names_its_host(
     assert isinstance(key.curve, ec.SECP256R1)
     assert key.public_key() == certificate.public_key()
     assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+# -- judged with galley's snapshot: Mixer rules and what they name ---------------------------
+
+
+def mixer_store(*texts: str) -> ConfigStore:
+    """A store holding `texts` (Mixer documents) as if from a file."""
+    store = ConfigStore()
+    store.apply(
+        "file:/etc/mesh/mixer.yaml",
+        [validate_document(d, "/etc/mesh/mixer.yaml") for t in texts for d in load_documents(t)],
+    )
+    return store
+
+
+def mixer_review(operation: str, text: str | None = None, **request: Any) -> dict[str, Any]:
+    document = yaml.safe_load(text) if text is not None else None
+    return review(operation, document, **request)
+
+
+def denial(answer: dict[str, Any]) -> str:
+    response = answer["response"]
+    assert response["allowed"] is False, response
+    message: str = response["status"]["message"]
+    return message
+
+
+def test_a_rule_naming_a_missing_handler_is_denied() -> None:
+    validator = ChangeValidator(mixer_store(instance()))
+
+    answer = admission_response(mixer_review("CREATE", rule()), validator)
+
+    assert denial(answer) == (
+        "admission: rule default/deny-v3: spec.actions[0].handler: handler 'deny' not found "
+        "(as deny.handler.default)"
+    )
+
+
+def test_a_rule_whose_handler_is_in_the_snapshot_is_allowed() -> None:
+    validator = ChangeValidator(mixer_store(handler(), instance()))
+
+    answer = admission_response(mixer_review("CREATE", rule()), validator)
+
+    assert answer["response"] == {"uid": "705ab4f5", "allowed": True}
+
+
+def test_a_rule_with_a_type_error_is_denied_naming_the_position() -> None:
+    validator = ChangeValidator(mixer_store(handler(), instance()))
+    bad = rule(match='source.labels["version"] == 3')
+
+    message = denial(admission_response(mixer_review("UPDATE", bad), validator))
+
+    assert message.startswith(
+        "admission: rule default/deny-v3: spec.match: line 1, column 26: '==' needs operands"
+    )
+
+
+def test_without_a_validator_only_the_document_is_judged() -> None:
+    answer = admission_response(mixer_review("CREATE", rule()))
+
+    assert answer["response"]["allowed"] is True
+
+
+def test_changing_a_handler_a_rule_uses_so_it_breaks_is_denied() -> None:
+    validator = ChangeValidator(mixer_store(handler(), instance(), rule()))
+
+    message = denial(
+        admission_response(mixer_review("UPDATE", handler(adapter="prometheus")), validator)
+    )
+
+    assert message == (
+        "admission: this change breaks rule default/deny-v3 (from /etc/mesh/mixer.yaml): "
+        "spec.actions[0].instances[0]: adapter 'prometheus' of handler deny.handler.default "
+        "does not support template 'checknothing' (it supports metric)"
+    )
+
+
+def deletion(kind: str, name: str, namespace: str = "default") -> dict[str, Any]:
+    group = {"group": "config.istio.io", "version": "v1alpha2", "kind": kind}
+    return mixer_review("DELETE", None, kind=group, name=name, namespace=namespace)
+
+
+def test_deleting_a_handler_a_rule_uses_is_denied() -> None:
+    validator = ChangeValidator(mixer_store(handler(), instance(), rule()))
+
+    message = denial(admission_response(deletion("handler", "deny"), validator))
+
+    assert message == (
+        "admission: deleting handler default/deny breaks rule default/deny-v3 "
+        "(from /etc/mesh/mixer.yaml): spec.actions[0].handler: handler 'deny' not found "
+        "(as deny.handler.default)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [("rule", "deny-v3"), ("handler", "unused"), ("handler", "absent"), ("nosuchkind", "x")],
+)
+def test_other_deletions_are_allowed(kind: str, name: str) -> None:
+    validator = ChangeValidator(mixer_store(handler(), handler("unused"), instance(), rule()))
+
+    answer = admission_response(deletion(kind, name), validator)
+
+    assert answer["response"] == {"uid": "705ab4f5", "allowed": True}

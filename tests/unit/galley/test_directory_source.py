@@ -229,3 +229,17 @@ def test_a_missing_directory_is_an_error_and_changes_nothing(
     with pytest.raises(NotADirectoryError):
         source.load()
     assert set(store.snapshot.resources) == {key("one")}
+
+
+def test_two_files_may_swap_resources_in_one_pass(
+    tmp_path: Path, store: ConfigStore, source: DirectorySource
+) -> None:
+    a = write(tmp_path / "a.yaml", widget("x"))
+    b = write(tmp_path / "b.yaml", widget("y"))
+    source.load()
+    write(a, widget("y"))
+    write(b, widget("x"))
+
+    assert source.load() == {}
+    assert store.owner(key("x")) == f"file:{b}"
+    assert store.owner(key("y")) == f"file:{a}"

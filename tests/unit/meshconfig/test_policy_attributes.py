@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mixer.attributes import (
+from meshconfig.policy.attributes import (
     ABSENT_MAP,
     ISTIO_VOCABULARY,
     AttributeBag,

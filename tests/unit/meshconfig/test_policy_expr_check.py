@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mixer.attributes import ISTIO_VOCABULARY, ValueType
-from mixer.expr import TypeCheckError, compile_expression
+from meshconfig.policy.attributes import ISTIO_VOCABULARY, ValueType
+from meshconfig.policy.expr import TypeCheckError, compile_expression
 
 T = ValueType
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from mixer.attributes import AttributeBag, Reference
-from mixer.expr import EvaluationError, compile_expression
+from meshconfig.policy.attributes import AttributeBag, Reference
+from meshconfig.policy.expr import EvaluationError, compile_expression
 
 BAG = AttributeBag(
     {
@@ -211,13 +211,13 @@ def test_references_record_absence_behind_defaults() -> None:
 
 def test_compiled_once_evaluated_without_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     compiled = compile_expression('source.labels["app"] | "x"')
-    import mixer.expr.parser
+    import meshconfig.policy.expr.parser
 
     def no_parsing(text: str) -> None:
         raise AssertionError("parsed at evaluation")
 
-    monkeypatch.setattr(mixer.expr.parser, "parse", no_parsing)
-    monkeypatch.setattr(mixer.expr.parser._Parser, "parse", no_parsing)
+    monkeypatch.setattr(meshconfig.policy.expr.parser, "parse", no_parsing)
+    monkeypatch.setattr(meshconfig.policy.expr.parser._Parser, "parse", no_parsing)
     assert compiled.evaluate(BAG) == "reviews"
 
 

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from mixer.expr import ParseError
-from mixer.expr.nodes import Attribute, Binary, Call, Index, Literal, Node, Unary, attribute_names
-from mixer.expr.parser import parse
+from meshconfig.policy.expr import ParseError
+from meshconfig.policy.expr.nodes import (
+    Attribute,
+    Binary,
+    Call,
+    Index,
+    Literal,
+    Node,
+    Unary,
+    attribute_names,
+)
+from meshconfig.policy.expr.parser import parse
 
 
 def shape(node: Node) -> object:

@@ -8,8 +8,8 @@ import textwrap
 import pytest
 
 from meshconfig import Resource, load_documents, validate_document
+from meshconfig.policy.attributes import AttributeBag
 from mixer.adapters.base import Environment, QuotaArgs
-from mixer.attributes import AttributeBag
 from mixer.runtime import ConfigError, HandlerPool
 from tests.support.shared import ISTIO_1_4
 
