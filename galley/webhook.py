@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import json
 import logging
 import os
-import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -35,19 +32,18 @@ from prometheus_client import Counter
 
 from galley.validation import ChangeValidator
 from meshconfig import ConfigValidationError, kind_for, validate_document
-from meshcore.lifecycle import Service
+from meshcore.admission import (
+    AdmissionServer,
+    request_object,
+    review_answer,
+    review_request,
+)
 
 log = logging.getLogger(__name__)
 
-ADMISSION_API_VERSION = "admission.k8s.io/v1"
 SOURCE = "admission"  # how messages name where the object came from
-_MAX_BODY = 4 * 1024 * 1024  # Kubernetes caps a request body at 3 MiB
 _CERT_DAYS = 365
 _LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
-
-
-class MalformedReview(ValueError):
-    """The request body is not an AdmissionReview v1 this webhook can answer."""
 
 
 def admission_response(review: Any, validator: ChangeValidator | None = None) -> dict[str, Any]:
@@ -57,22 +53,11 @@ def admission_response(review: Any, validator: ChangeValidator | None = None) ->
     Raises MalformedReview if `review` is not an AdmissionReview v1 request with a uid and,
     for anything but a deletion, an object.
     """
-    if not isinstance(review, Mapping):
-        raise MalformedReview("expected a JSON object")
-    if review.get("apiVersion") != ADMISSION_API_VERSION or review.get("kind") != "AdmissionReview":
-        raise MalformedReview(f"expected apiVersion {ADMISSION_API_VERSION}, kind AdmissionReview")
-    request = review.get("request")
-    if not isinstance(request, Mapping):
-        raise MalformedReview("request is required and must be an object")
-    uid = request.get("uid")
-    if not isinstance(uid, str) or not uid:
-        raise MalformedReview("request.uid is required and must be a string")
+    uid, request = review_request(review)
     if request.get("operation") == "DELETE":
         refusal = _deletion_refusal(request, validator) if validator is not None else None
     else:
-        document = request.get("object")
-        if not isinstance(document, Mapping):
-            raise MalformedReview("request.object is required and must be an object")
+        document = request_object(request)
         try:
             resource = validate_document(
                 _with_namespace(document, request.get("namespace")), SOURCE
@@ -84,7 +69,7 @@ def admission_response(review: Any, validator: ChangeValidator | None = None) ->
     response: dict[str, Any] = {"uid": uid, "allowed": True}
     if refusal is not None:
         response = {"uid": uid, "allowed": False, "status": {"code": 400, "message": refusal}}
-    return {"apiVersion": ADMISSION_API_VERSION, "kind": "AdmissionReview", "response": response}
+    return review_answer(response)
 
 
 def _deletion_refusal(request: Mapping[str, Any], validator: ChangeValidator) -> str | None:
@@ -151,7 +136,7 @@ def write_self_signed(host: str, cert_file: Path, key_file: Path) -> None:
     cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
 
 
-class ValidationWebhook(Service):
+class ValidationWebhook(AdmissionServer):
     def __init__(
         self,
         *,
@@ -166,55 +151,28 @@ class ValidationWebhook(Service):
         """Serve with `cert_file`/`key_file`, or with a certificate made in `run_dir` at start;
         judge changes across resources with `validator`, if given."""
         if cert_file is not None and key_file is not None:
-            self.cert_file, self.key_file = Path(cert_file), Path(key_file)
+            files = Path(cert_file), Path(key_file)
         elif cert_file is None and key_file is None and run_dir is not None:
-            self.cert_file = Path(run_dir) / "webhook.crt"
-            self.key_file = Path(run_dir) / "webhook.key"
+            files = Path(run_dir) / "webhook.crt", Path(run_dir) / "webhook.key"
         else:
             raise ValueError("give cert_file and key_file, or a run_dir for a generated pair")
+        super().__init__("/validate", self._decide, *files, host=host, port=port)
         self._generate = cert_file is None
-        self.host = host
-        self.port = port  # the bound port once started (port=0 picks one)
         self._failures = failures
         self._validator = validator
-        self._app = web.Application(client_max_size=_MAX_BODY)
-        self._app.router.add_post("/validate", self._validate)
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.host}:{self.port}/validate"
 
     async def start(self) -> None:
         if self._generate:
             self.cert_file.parent.mkdir(parents=True, exist_ok=True)
             write_self_signed(self.host, self.cert_file, self.key_file)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.cert_file, self.key_file)
-        self._runner = web.AppRunner(self._app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=context)
-        try:
-            await site.start()
-        except BaseException:
-            await self.stop()
-            raise
-        self.port = self._runner.addresses[0][1]
+        await super().start()
         log.info("validation webhook on %s (certificate %s)", self.url, self.cert_file)
 
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def _validate(self, request: web.Request) -> web.Response:
-        try:
-            answer = admission_response(json.loads(await request.read()), self._validator)
-        except ValueError as error:  # MalformedReview, or not JSON at all
-            return web.Response(status=400, text=f"malformed AdmissionReview: {error}\n")
+    def _decide(self, review: Any) -> dict[str, Any]:
+        answer = admission_response(review, self._validator)
         verdict = answer["response"]
         if not verdict["allowed"]:
             log.info("admission denied:\n%s", verdict["status"]["message"])
             if self._failures is not None:
                 self._failures.labels(source="admission").inc()
-        return web.json_response(answer)
+        return answer

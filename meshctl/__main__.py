@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from meshctl import analyze, completion, config, local, proxies, version
+from meshctl import analyze, completion, config, kube_inject, local, proxies, version
 
-SUBCOMMANDS = (analyze, local, proxies, config, version, completion)
+SUBCOMMANDS = (analyze, local, proxies, config, version, kube_inject, completion)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""The validation webhook over real HTTPS, its generated certificate verified by the client."""
+"""The validation webhook over real HTTPS, its generated certificate verified by the client; in
+a galley, Mixer rules judged together with galley's snapshot."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from galley.server import Galley, GalleyOptions
 from galley.sources.directory import validation_failures
 from galley.webhook import ValidationWebhook
 from meshconfig import kind_for
+from tests.integration.mesh import allocate_block
 from tests.support.shared import BOOKINFO_NETWORKING
-from tests.unit.galley.galley_test_kind import widget, widget_kind
+from tests.unit.galley.galley_mixer_config import handler, instance, rule
+from tests.unit.galley.galley_test_kind import documents, widget, widget_kind
 
 BOOKINFO = BOOKINFO_NETWORKING
 
@@ -141,3 +145,36 @@ async def test_bookinfo_routes_are_judged_like_files(
         "VirtualService default/reviews: spec.http[0].route[1].weight: "
         in (denied["response"]["status"]["message"])
     )
+
+
+async def test_galleys_webhook_judges_mixer_rules_with_its_snapshot(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "handler.yaml").write_text(documents(handler(), instance()))
+    options = GalleyOptions(
+        config_dir=config,
+        host=f"{allocate_block()}.1",
+        grpc_port=0,
+        monitoring_port=0,
+        webhook_port=0,
+        webhook_dir=tmp_path / "run",
+    )
+    async with Galley(options) as galley:
+        assert galley.webhook is not None
+        trust = ssl.create_default_context(cafile=galley.webhook.cert_file)
+        connector = aiohttp.TCPConnector(ssl=trust)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            good = await post(session, galley.webhook, review("CREATE", yaml.safe_load(rule())))
+            dangling = yaml.safe_load(rule(handler="nope"))
+            bad = await post(session, galley.webhook, review("CREATE", dangling))
+        failed = galley.registry.get_sample_value(
+            "galley_validation_failed_total", {"source": "admission"}
+        )
+
+    assert good["response"]["allowed"] is True
+    assert bad["response"]["allowed"] is False
+    assert bad["response"]["status"]["message"] == (
+        "admission: rule default/deny-v3: spec.actions[0].handler: handler 'nope' not found "
+        "(as nope.handler.default)"
+    )
+    assert failed == 1

@@ -15,8 +15,9 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from galley.store import ConfigStore
 from galley.validation import ChangeValidator
-from galley.webhook import MalformedReview, admission_response, write_self_signed
+from galley.webhook import admission_response, write_self_signed
 from meshconfig import kind_for, load_documents, validate_document
+from meshcore.admission import MalformedReview
 from tests.unit.galley.galley_mixer_config import handler, instance, rule
 from tests.unit.galley.galley_test_kind import widget
 
