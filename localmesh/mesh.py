@@ -11,13 +11,14 @@ address: the annotation `localmesh.pymesh.dev/app-address`, else the pod address
 second octet raised by one (127.10.0.2 -> 127.11.0.2), which only the pod's sidecar forwards to,
 as only a pod's sidecar reaches its localhost.
 
-Every hop is mutual TLS, as in an Istio mesh: galley serves pilot with certificates from citadel,
-each agent gets its workload certificate from
-citadel (a bootstrap token minted for the pod's service account, renewals over mTLS) and serves
-it to Envoy over SDS; Envoy reaches pilot on 15011 with it, and auto mTLS makes sidecar to
-sidecar traffic mutual TLS. An ingress gateway (labels `istio: ingressgateway`, Istio's) runs
-as Envoy in router mode on its own address, serving what the directory's Gateways ask. Each
-control-plane service has its own loopback address, so all keep Istio's ports. Citadel keeps
+Every hop is mutual TLS, as in an Istio mesh: galley serves pilot and mixer with certificates
+from citadel; each agent gets its workload certificate from citadel (a bootstrap token minted
+for the pod's service account, renewals over mTLS) and serves it to Envoy over SDS; Envoy
+reaches pilot on 15011 with it, and auto mTLS makes sidecar to sidecar traffic mutual TLS.
+Mixer answers the sidecars' policy checks (fail-open) and turns their reports into Istio's
+Prometheus metrics on its 42422. An ingress gateway (labels `istio: ingressgateway`, Istio's)
+runs as Envoy in router mode on its own address, serving what the directory's Gateways ask.
+Each control-plane service has its own loopback address, so all keep Istio's ports. Citadel keeps
 its CA under the run directory, so a restarted mesh keeps its root.
 """
 
@@ -50,7 +51,9 @@ from localmesh.state import Endpoint, MeshState
 from meshcore.identity import CONTROL_PLANE_HOST, SpiffeId
 from meshcore.lifecycle import Service
 from meshcore.tls import MeshTls
+from mixer.server import Mixer, MixerOptions
 from pilot.config_files import load_config_directory
+from pilot.mesh_config import MeshConfig
 from pilot.model import WorkloadInstance
 from pilot.push_context import PushContext
 from pilot.server import Pilot, PilotOptions
@@ -70,6 +73,7 @@ class MeshAddresses:
     pilot: str = "127.0.0.1"
     citadel: str = "127.0.0.2"
     galley: str = "127.0.0.3"
+    mixer: str = "127.0.0.4"
     gateway: str = "127.0.0.1"  # http://127.0.0.1:8080/ for a Gateway server on port 8080
 
 
@@ -192,6 +196,7 @@ class LocalMesh(Service):
         self.citadel = Citadel(CitadelOptions(ca_dir=run_dir / "ca", host=self.addresses.citadel))
         # Made once citadel has its CA: both serve (and pilot calls galley) with its certificates.
         self._galley: Galley | None = None
+        self._mixer: Mixer | None = None
         self._pilot: Pilot | None = None
         self.pods = plan_pods(config_dir)
         self.gateway: WorkloadProxy | None = None
@@ -215,6 +220,25 @@ class LocalMesh(Service):
             raise RuntimeError("the local mesh is not started")
         return self._galley
 
+    @property
+    def mixer(self) -> Mixer:
+        if self._mixer is None:
+            raise RuntimeError("the local mesh is not started")
+        return self._mixer
+
+    def _make_mixer(self) -> Mixer:
+        """Mixer fed by galley over mutual TLS; Prometheus metrics on its 42422."""
+        tls = self._control_plane_tls(self.addresses.mixer)
+        options = MixerOptions(
+            galley=self.galley.address,
+            galley_mtls=True,
+            host=self.addresses.mixer,
+            tls_cert_chain=tls.cert_chain,
+            tls_key=tls.key,
+            tls_roots=tls.roots,
+        )
+        return Mixer(options)
+
     def _control_plane_tls(self, host: str) -> MeshTls:
         """A certificate from citadel's CA for the control plane's name and `host`."""
         ca = self.citadel.ca
@@ -237,6 +261,10 @@ class LocalMesh(Service):
             await self._galley.start()
             self._started.append(self._galley)
             self._progress("galley started")
+            self._mixer = self._make_mixer()
+            await self._mixer.start()
+            self._started.append(self._mixer)
+            self._progress("mixer started")
             self._pilot = self._make_pilot()
             await self._pilot.start()
             self._started.append(self._pilot)
@@ -268,9 +296,18 @@ class LocalMesh(Service):
         """Pilot fed by galley over mutual TLS, serving 15010 and, with a certificate from
         citadel, 15011."""
         tls = self._control_plane_tls(self.addresses.pilot)
+        mixer = f"{self.addresses.mixer}:{self.mixer.port}"
         options = PilotOptions(
             galley=self.galley.address,
             galley_mtls=True,
+            # Sidecars ask Mixer (fail-open: policy never blocks the demo when Mixer is down)
+            # and report every request to it.
+            mesh=MeshConfig(
+                disable_policy_checks=False,
+                policy_check_fail_open=True,
+                mixer_check_server=mixer,
+                mixer_report_server=mixer,
+            ),
             host=self.addresses.pilot,
             mtls_port=PILOT_MTLS_PORT,
             tls_cert_chain=tls.cert_chain,
@@ -403,6 +440,7 @@ class LocalMesh(Service):
         control_plane = [
             monitored("citadel", addresses.citadel, self.citadel.monitoring.port),
             monitored("galley", addresses.galley, self.galley.monitoring.port),
+            monitored("mixer", addresses.mixer, self.mixer.monitoring.port),
             monitored("pilot", addresses.pilot, self.pilot.monitoring.port),
             pod(GATEWAY_NAME, addresses.gateway),
         ]

@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
     up.add_argument("-d", "--detach", action="store_true", help="run in the background")
     _run_dir(up)
     defaults = MeshAddresses()
-    for service in ("pilot", "citadel", "galley", "gateway"):
+    for service in ("pilot", "citadel", "galley", "mixer", "gateway"):
         default = getattr(defaults, service)
         up.add_argument(
             f"--{service}-host", default=default, help=f"{service}'s address ({default})"
@@ -100,6 +100,7 @@ async def _up(args: argparse.Namespace) -> int:
         pilot=args.pilot_host,
         citadel=args.citadel_host,
         galley=args.galley_host,
+        mixer=args.mixer_host,
         gateway=args.gateway_host,
     )
     mesh = LocalMesh(args.config_dir, args.run_dir, addresses=addresses, progress=_progress)
@@ -145,7 +146,7 @@ def _up_detached(args: argparse.Namespace) -> int:
     """Start `meshctl up` (without -d) in its own session, wait until it is ready."""
     argv = [sys.executable, "-m", "meshctl", "up", str(args.config_dir)]
     argv += ["--run-dir", str(args.run_dir)]
-    for service in ("pilot", "citadel", "galley", "gateway"):
+    for service in ("pilot", "citadel", "galley", "mixer", "gateway"):
         argv += [f"--{service}-host", getattr(args, f"{service}_host")]
     args.run_dir.mkdir(parents=True, exist_ok=True)
     log_path = args.run_dir / DETACHED_LOG

@@ -35,13 +35,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tls-cert", type=Path, help="Mixer's certificate chain (PEM)")
     parser.add_argument("--tls-key", type=Path, help="Mixer's private key (PEM)")
     parser.add_argument("--tls-roots", type=Path, help="the mesh root certificates (PEM)")
+    parser.add_argument(
+        "--galley-mtls", action="store_true", help="reach galley over mutual TLS (--tls-*)"
+    )
     parser.add_argument("--monitoring-host", help="address of the monitoring port (default --host)")
     parser.add_argument("--monitoring-port", type=int, default=15014)
     parser.add_argument("--telemetry-port", type=int, default=42422)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    if args.mtls_port is not None and None in (args.tls_cert, args.tls_key, args.tls_roots):
-        parser.error("--mtls-port needs --tls-cert, --tls-key and --tls-roots")
+    needs_tls = args.mtls_port is not None or args.galley_mtls
+    if needs_tls and None in (args.tls_cert, args.tls_key, args.tls_roots):
+        parser.error("--mtls-port and --galley-mtls need --tls-cert, --tls-key and --tls-roots")
     return args
 
 
@@ -59,6 +63,7 @@ async def run(args: argparse.Namespace) -> None:
         tls_cert_chain=_read(args.tls_cert),
         tls_key=_read(args.tls_key),
         tls_roots=_read(args.tls_roots),
+        galley_mtls=args.galley_mtls,
         monitoring_host=args.monitoring_host,
         monitoring_port=args.monitoring_port,
         telemetry_port=args.telemetry_port,

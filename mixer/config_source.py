@@ -27,6 +27,7 @@ from meshconfig import (
     validate_document,
 )
 from meshconfig.policy import KINDS as MIXER_KINDS
+from meshcore.tls import MeshTls
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +106,18 @@ class DirectorySource:
 class GalleySource:
     """Mixer's kinds from galley at `address`; hands over the set once every kind arrived."""
 
-    def __init__(self, address: str, on_change: OnResources, *, node_id: str) -> None:
+    def __init__(
+        self,
+        address: str,
+        on_change: OnResources,
+        *,
+        node_id: str,
+        tls: MeshTls | None = None,
+    ) -> None:
         self.last_error = ""
         self._on_change = on_change
         self._current: dict[str, list[Resource]] = {}
-        self.client = ConfigClient(address, MIXER_KINDS, self._changed, node_id=node_id)
+        self.client = ConfigClient(address, MIXER_KINDS, self._changed, node_id=node_id, tls=tls)
 
     @property
     def ready(self) -> bool:

@@ -30,6 +30,7 @@ from meshconfig import Resource
 from meshcore.grpc_server import bind, create_server
 from meshcore.lifecycle import Service, cancel_and_wait
 from meshcore.monitoring import MonitoringServer
+from meshcore.tls import MeshTls
 from mixer.adapters.base import Environment
 from mixer.api import MixerService
 from mixer.checks import Checks
@@ -55,6 +56,8 @@ class MixerOptions:
     tls_cert_chain: bytes = b""
     tls_key: bytes = b""
     tls_roots: bytes = b""
+    # Reach galley over mutual TLS with that same certificate (galley serving with `tls`).
+    galley_mtls: bool = False
     monitoring_host: str | None = None
     monitoring_port: int = 15014
     telemetry_port: int = 42422
@@ -63,10 +66,12 @@ class MixerOptions:
 
 class Mixer(Service):
     def __init__(self, options: MixerOptions) -> None:
-        if options.mtls_port is not None and not (
-            options.tls_cert_chain and options.tls_key and options.tls_roots
-        ):
-            raise ValueError("mixer's mTLS port needs a certificate chain, a key and roots")
+        needs_tls = options.mtls_port is not None or options.galley_mtls
+        if needs_tls and not (options.tls_cert_chain and options.tls_key and options.tls_roots):
+            raise ValueError(
+                "mixer's mTLS port and mutual TLS to galley need a certificate chain, a key and "
+                "roots"
+            )
         self.options = options
         self.metrics = MixerMetrics()
         self.env = Environment()
@@ -81,7 +86,12 @@ class Mixer(Service):
             self._source = DirectorySource(options.config_dir, self._on_resources)
         elif options.galley is not None:
             node_id = f"mixer~{options.host}~mixer.istio-system~istio-system.svc.cluster.local"
-            self._source = GalleySource(options.galley, self._on_resources, node_id=node_id)
+            tls = None
+            if options.galley_mtls:
+                tls = MeshTls(options.tls_cert_chain, options.tls_key, options.tls_roots)
+            self._source = GalleySource(
+                options.galley, self._on_resources, node_id=node_id, tls=tls
+            )
         else:
             raise ValueError("mixer needs a config directory or a galley address")
         self._pending: list[Resource] | None = None

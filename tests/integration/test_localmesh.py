@@ -29,7 +29,11 @@ async def test_the_example_mesh_answers_the_printed_command(tmp_path: Path) -> N
     options = EnvoyOptions(drain_seconds=0.2, concurrency=1, log_level="warning")
     block = allocate_block()
     addresses = MeshAddresses(
-        pilot=f"{block}.1", citadel=f"{block}.2", galley=f"{block}.3", gateway=f"{block}.4"
+        pilot=f"{block}.1",
+        citadel=f"{block}.2",
+        galley=f"{block}.3",
+        gateway=f"{block}.4",
+        mixer=f"{block}.5",
     )
     mesh = LocalMesh(EXAMPLE, tmp_path, addresses=addresses, envoy_options=options)
     async with mesh:

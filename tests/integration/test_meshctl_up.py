@@ -53,7 +53,7 @@ def local_mesh(tmp_path: Path) -> Iterator[tuple[Path, Path, str]]:
     config_dir, run_dir = tmp_path / "bookinfo", tmp_path / "run"
     shutil.copytree(EXAMPLE, config_dir)
     block = allocate_block()
-    hosts = {"pilot": ".1", "citadel": ".2", "galley": ".3", "gateway": ".4"}
+    hosts = {"pilot": ".1", "citadel": ".2", "galley": ".3", "gateway": ".4", "mixer": ".5"}
     flags = [arg for name, last in hosts.items() for arg in (f"--{name}-host", block + last)]
     started = meshctl("up", str(config_dir), "-d", "--run-dir", str(run_dir), *flags)
     try:
@@ -117,6 +117,23 @@ async def test_make_up_path(local_mesh: tuple[Path, Path, str]) -> None:
     for pod in ("productpage-v1", "details-v1", "reviews-v3", "ratings-v1"):
         connections, handshakes = await inbound_tls(addresses[pod])
         assert connections > 0 and connections == handshakes, (pod, connections, handshakes)
+
+    # Every request was reported to Mixer: Istio's metric counts the gateway's calls.
+    mixer = next(c.address for c in state.control_plane if c.name == "mixer").split(":")[0]
+
+    async def productpage_counted() -> float | None:
+        url = f"http://{mixer}:42422/metrics"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            text = await response.text()
+        total = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("istio_requests_total{")
+            and 'destination_service="productpage.default.svc.cluster.local"' in line
+        )
+        return total if total >= 45 else None
+
+    await eventually(productpage_counted, "istio_requests_total counting productpage's requests")
 
     proxy_status = await asyncio.to_thread(
         meshctl, "proxy-status", "--run-dir", str(run_dir), "-o", "json"
