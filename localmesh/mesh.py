@@ -19,7 +19,9 @@ Mixer answers the sidecars' policy checks (fail-open) and turns their reports in
 Prometheus metrics on its 42422. An ingress gateway (labels `istio: ingressgateway`, Istio's)
 runs as Envoy in router mode on its own address, serving what the directory's Gateways ask.
 Each control-plane service has its own loopback address, so all keep Istio's ports. Citadel keeps
-its CA under the run directory, so a restarted mesh keeps its root.
+its CA under the run directory, so a restarted mesh keeps its root. With root, capture mode
+(`localmesh.capture`) runs the same control plane and gateway with each pod in a network
+namespace of its own, its traffic captured by iptables instead of sent to an HTTP proxy.
 """
 
 from __future__ import annotations
@@ -268,7 +270,8 @@ class LocalMesh(Service):
             self._pilot = self._make_pilot()
             await self._pilot.start()
             self._started.append(self._pilot)
-            self._progress("pilot started")
+            await self._wait_pilot_ready()
+            self._progress("pilot started, configuration from galley received")
             await self._start_gateway()
             self._progress(f"{GATEWAY_NAME} started on {self.addresses.gateway}")
             for pod in self.pods:
@@ -291,6 +294,21 @@ class LocalMesh(Service):
         if self._sockets is not None:
             self._sockets.cleanup()
             self._sockets = None
+
+    async def _wait_pilot_ready(self, attempts: int = 200, interval: float = 0.05) -> None:
+        """Until pilot's /ready says its configuration came from galley: a sidecar that
+        connected earlier would go ready with an empty registry, and the first request fail."""
+        url = f"http://{self.addresses.pilot}:{self.pilot.monitoring.port}/ready"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as session:
+            for _ in range(attempts):
+                try:
+                    async with session.get(url) as response:
+                        if response.status == 200:
+                            return
+                except (aiohttp.ClientError, OSError, TimeoutError):
+                    pass
+                await asyncio.sleep(interval)
+        raise RuntimeError(f"pilot did not get its configuration from galley ({url})")
 
     def _make_pilot(self) -> Pilot:
         """Pilot fed by galley over mutual TLS, serving 15010 and, with a certificate from
@@ -358,6 +376,8 @@ class LocalMesh(Service):
         await stack.enter_async_context(HealthServer(spec.ip, spec.admin_url))
 
     async def _start_pod(self, pod: Pod, stack: contextlib.AsyncExitStack) -> None:
+        """The pod's sidecar and application, stopped by `stack`; capture mode
+        (`localmesh.capture.CaptureMesh`) runs them in the pod's network namespace instead."""
         workload = pod.workload
         name = f"{workload.name}.{workload.namespace}"
         spec = ProxySpec(
@@ -418,13 +438,17 @@ class LocalMesh(Service):
             async with session.get(f"http://{address}:15021/healthz/ready") as response:
                 if response.status != 200:
                     return False
-            app = (pod.app_address, pod.app_ports) if pod is not None else ("", ())
-            for port in app[1]:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(app[0], port), timeout=1)
-                writer.close()
-                await writer.wait_closed()
+            return pod is None or await self._app_listening(pod)
         except (aiohttp.ClientError, OSError, TimeoutError):
             return False
+
+    async def _app_listening(self, pod: Pod) -> bool:
+        """Whether the pod's application accepts connections on each of its ports."""
+        for port in pod.app_ports:
+            connecting = asyncio.open_connection(pod.app_address, port)
+            _, writer = await asyncio.wait_for(connecting, timeout=1)
+            writer.close()
+            await writer.wait_closed()
         return True
 
     def state(self, ready: bool) -> MeshState:

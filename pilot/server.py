@@ -132,6 +132,7 @@ class Pilot(Service):
         # RequestAuthentication key sets named by URL: fetched here, inlined into proxies.
         self.jwks = JwksResolver(self._on_jwks_change)
         self._tasks: list[asyncio.Task[None]] = []
+        self._pushed_input = True  # the input in force is the one the push context holds
 
     @property
     def address(self) -> str:
@@ -206,6 +207,7 @@ class Pilot(Service):
         previous, self._input = self._input, update
         if update == previous:
             return
+        self._pushed_input = False
         if update.istio != previous.istio:
             self._debouncer.submit(PushRequest(full=True, reason="config"))
         else:
@@ -223,10 +225,18 @@ class Pilot(Service):
             request = request.merge(classify_change(self._registry, registry))
         self._registry = registry
         key_sets = await self.jwks.resolve(self._jwks_locations())
-        await self.discovery.push(request, self._context(registry, self._input, key_sets))
+        pushing = self._input
+        await self.discovery.push(request, self._context(registry, pushing, key_sets))
+        if pushing is self._input:
+            self._pushed_input = True
 
     def _ready(self) -> bool:
-        config_ready = not isinstance(self._config, GalleyConfig) or self._config.ready
+        """Serving, and (fed by galley) the configuration received is in the push context, so a
+        proxy connecting now gets it."""
+        if isinstance(self._config, GalleyConfig):
+            config_ready = self._config.ready and self._pushed_input
+        else:
+            config_ready = True
         return self._grpc is not None and config_ready
 
     async def _syncz(self, request: web.Request) -> web.Response:

@@ -228,6 +228,21 @@ class Mesh:
         if app_port is not None:
             app = DemoApp(name, app_address, app_port)
             await app.start()
+        return await self.start_proxy(
+            name, spec, app=app, certificates=certificates, certificate_ttl=certificate_ttl
+        )
+
+    async def start_proxy(
+        self,
+        name: str,
+        spec: ProxySpec,
+        *,
+        app: DemoApp | None = None,
+        certificates: bool = False,
+        certificate_ttl: datetime.timedelta | None = None,
+    ) -> Sidecar:
+        """Any proxy (sidecar or gateway) for `spec`, kept so `close` stops it; with
+        `certificates`, its workload certificate comes from the mesh's citadel."""
         citadel = socket = scratch = None
         if certificates:
             citadel = self.citadel_access(spec.namespace, spec.service_account, certificate_ttl)
@@ -236,7 +251,7 @@ class Mesh:
             socket = Path(scratch.name, "sds.sock")
         proxy = WorkloadProxy(spec, self.run_dir / name, ENVOY_OPTIONS, citadel, socket)
         await proxy.start()
-        sidecar = self.sidecars[name] = Sidecar(name, ip, proxy, app, scratch)
+        sidecar = self.sidecars[name] = Sidecar(name, spec.ip, proxy, app, scratch)
         return sidecar
 
     async def remove_sidecar(self, name: str) -> None:

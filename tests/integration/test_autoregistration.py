@@ -16,10 +16,9 @@ from typing import Any
 
 import pytest
 
-from agent.bootstrap import ProxySpec, build_bootstrap
-from agent.envoy_process import EnvoyProcess
+from agent.bootstrap import ProxySpec
 from localmesh.demo_app import DemoApp
-from tests.integration.mesh import ENVOY_OPTIONS, Mesh, Sidecar, eventually, service_entry
+from tests.integration.mesh import Mesh, Sidecar, eventually, service_entry
 
 pytestmark = pytest.mark.envoy
 
@@ -59,10 +58,7 @@ async def add_member(
     if app_port is not None:
         app = DemoApp(name, app_address, app_port)
         await app.start()
-    envoy = EnvoyProcess(build_bootstrap(spec), spec.admin_url, mesh.run_dir / name, ENVOY_OPTIONS)
-    sidecar = mesh.sidecars[name] = Sidecar(name, ip, envoy, app)
-    await envoy.start()
-    return sidecar
+    return await mesh.start_proxy(name, spec, app=app)
 
 
 async def registryz(mesh: Mesh) -> dict[str, Any]:

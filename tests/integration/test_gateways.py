@@ -19,11 +19,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from agent.bootstrap import ProxySpec, ProxyType, build_bootstrap
-from agent.envoy_process import EnvoyProcess
+from agent.bootstrap import ProxySpec, ProxyType
 from localmesh.demo_app import DemoApp
 from tests.integration.mesh import (
-    ENVOY_OPTIONS,
     Mesh,
     Sidecar,
     eventually,
@@ -55,10 +53,7 @@ async def add_gateway(mesh: Mesh, name: str, ip: str, labels: dict[str, str]) ->
         service_account=name,
         labels=labels,
     )
-    envoy = EnvoyProcess(build_bootstrap(spec), spec.admin_url, mesh.run_dir / name, ENVOY_OPTIONS)
-    await envoy.start()
-    gateway = mesh.sidecars[name] = Sidecar(name, ip, envoy)
-    return gateway
+    return await mesh.start_proxy(name, spec)
 
 
 async def _productpage_behind(mesh: Mesh, *documents: str) -> None:
