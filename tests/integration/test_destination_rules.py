@@ -225,6 +225,13 @@ async def test_outlier_detection_ejects_the_failing_host(mesh: Mesh) -> None:
             if seen[500]:
                 break
         assert seen[500] == 1, seen
+
+        async def ejected() -> bool | None:
+            count = await cluster_stat(mesh, client, name, "outlier_detection.ejections_active")
+            return True if count == 1 else None
+
+        # Envoy ejects on its main thread, just after the answer went out.
+        await eventually(ejected, "the failing host ejected")
         after = [await mesh.get_via(client, url("flaky")) for _ in range(20)]
     assert {status for status, _ in after} == {200}
     assert {body for _, body in after} == {healthy}
