@@ -2,11 +2,20 @@
 
 It stands in for an application behind a sidecar, so its answer names the workload and echoes
 the request's host and the headers a sidecar adds, which makes routing visible from curl.
+The local mesh runs it in-process; a capture pod, whose application must live in the pod's
+network namespace, runs it as a process: `python -m localmesh.demo_app WORKLOAD PORT...`
+(listening on `APP_ADDRESS`, 127.0.0.1 by default).
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
 import json
+import os
+import signal
+from collections.abc import Sequence
 
 from aiohttp import web
 
@@ -46,3 +55,27 @@ class DemoApp(Service):
             "x-forwarded-client-cert": request.headers.get("x-forwarded-client-cert", ""),
         }
         return web.Response(text=f"hello from {self.workload}\n{json.dumps(body)}\n")
+
+
+async def _serve(workload: str, host: str, ports: Sequence[int]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        for port in ports:
+            await stack.enter_async_context(DemoApp(workload, host, port))
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="demo_app", description=__doc__.splitlines()[0])
+    parser.add_argument("workload")
+    parser.add_argument("ports", type=int, nargs="+")
+    args = parser.parse_args(argv)
+    asyncio.run(_serve(args.workload, os.environ.get("APP_ADDRESS", "127.0.0.1"), args.ports))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

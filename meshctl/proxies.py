@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ import aiohttp
 import yaml
 
 from localmesh.state import MeshState
+from meshctl.local import mesh_network
 
 TYPES: Final = ("cds", "lds", "eds", "rds", "sds")
 ADMIN_PORT: Final = 15000
@@ -60,8 +62,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def run_proxy_status(args: argparse.Namespace) -> int:
     try:
-        entries = asyncio.run(_syncz(_pilot(args)))
-    except MeshctlError as error:
+        with _network(args):
+            entries = asyncio.run(_syncz(_pilot(args)))
+    except (MeshctlError, PermissionError) as error:
         print(f"meshctl: {error}", file=sys.stderr)
         return 1
     rows = [_status_row(entry) for entry in entries]
@@ -82,12 +85,19 @@ def run_proxy_status(args: argparse.Namespace) -> int:
 
 def run_proxy_config(args: argparse.Namespace) -> int:
     try:
-        section = asyncio.run(_proxy_config(_pilot(args), args.proxy, args.section))
-    except MeshctlError as error:
+        with _network(args):
+            section = asyncio.run(_proxy_config(_pilot(args), args.proxy, args.section))
+    except (MeshctlError, PermissionError) as error:
         print(f"meshctl: {error}", file=sys.stderr)
         return 1
     _dump(section, "yaml" if args.output == "yaml" else "json")
     return 0
+
+
+def _network(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """The local mesh's network (a --capture mesh's hub) unless pilot is named explicitly."""
+    state = None if args.pilot else MeshState.load(args.run_dir)
+    return contextlib.nullcontext() if state is None else mesh_network(args.run_dir, state.pid)
 
 
 def _pilot(args: argparse.Namespace) -> str:

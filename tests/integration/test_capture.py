@@ -44,8 +44,11 @@ from tests.support.netns import (
     Netns,
     PodProcess,
     Topology,
+    create_topology,
     requires_root,
+    rule_packets,
     run_in,
+    write_hosts,
 )
 
 pytestmark = [pytest.mark.envoy, requires_root]
@@ -66,7 +69,7 @@ UNDECLARED_PORT = 9999  # the server application listens here too; no service sa
 
 @pytest.fixture
 def topology() -> Iterator[Topology]:
-    built = Topology.create()
+    built = create_topology()
     try:
         yield built
     finally:
@@ -98,7 +101,7 @@ async def _scenario(topology: Topology, work: Path) -> None:
         client = _cni_pod(topology, work)
         server = topology.add_pod("server", SERVER_IP).netns
         server.run(sys.executable, "-m", "agent", "iptables")
-        topology.set_hosts(client, {SERVER_HOST: SERVER_VIP})
+        write_hosts(client, {SERVER_HOST: SERVER_VIP})
         mesh.write(
             "registry",
             _service_with_vip(),
@@ -117,7 +120,7 @@ async def _scenario(topology: Topology, work: Path) -> None:
         await mesh.synced({"client", "server"})
         await asyncio.gather(*(_ready(mesh, ip) for ip in (CLIENT_IP, SERVER_IP)))
 
-        before = client.rule_packets()
+        before = rule_packets(client)
         assert before[PROXY_UID_RETURN] > 0, "the agent and Envoy reached pilot and citadel"
         assert before[REDIRECT_OUTBOUND] == 0, "none of that was captured"
 
@@ -135,9 +138,9 @@ async def _scenario(topology: Topology, work: Path) -> None:
         undeclared = await _app_get(client, f"http://{SERVER_IP}:{UNDECLARED_PORT}/")
         assert undeclared["status"] == 200, undeclared
 
-        after = client.rule_packets()
+        after = rule_packets(client)
         assert after[REDIRECT_OUTBOUND] == 3  # the application's three connections, no more
-        server_packets = server.rule_packets()
+        server_packets = rule_packets(server)
         assert server_packets[REDIRECT_INBOUND] >= 2
         # Envoy's inbound passthrough connects from 127.0.0.6, which is let through.
         assert server_packets[PASSTHROUGH_SOURCE_RETURN] == 1

@@ -21,7 +21,14 @@ from tests.integration.test_capture_iptables import (
     assert_capture_semantics,
 )
 from tests.support.cni import DEBIAN_PLUGINS, CniFailure, CniRuntime, install_mesh_cni
-from tests.support.netns import BRIDGE, GATEWAY, Topology, requires_root
+from tests.support.netns import (
+    BRIDGE,
+    GATEWAY,
+    Topology,
+    create_topology,
+    iptables_save,
+    requires_root,
+)
 
 pytestmark = requires_root
 
@@ -31,7 +38,7 @@ POD_ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=p"
 
 @pytest.fixture
 def topology() -> Iterator[Topology]:
-    built = Topology.create()
+    built = create_topology()
     try:
         yield built
     finally:
@@ -77,7 +84,7 @@ def runtime(topology: Topology, tmp_path: Path) -> CniRuntime:
 def test_add_check_del_through_the_cni_protocol(topology: Topology, runtime: CniRuntime) -> None:
     pod = topology.add_namespace("p")
     pod.run("ip", "link", "set", "lo", "up")
-    before = pod.iptables_save()
+    before = iptables_save(pod)
 
     result = runtime.add("c1", pod, POD_ARGS)
     # A chained plugin that adds no interface passes the previous result on unchanged.
@@ -86,7 +93,7 @@ def test_add_check_del_through_the_cni_protocol(topology: Topology, runtime: Cni
     assert [ip["address"] for ip in result["ips"]] == [f"{POD_IP}/24"]
 
     wanted = build_rules(config_from_settings(CAPTURE))
-    saved = pod.iptables_save()
+    saved = iptables_save(pod)
     assert set(wanted.restore_input().splitlines()) - {"*nat", "COMMIT", ""} <= set(
         saved.splitlines()
     )
@@ -103,24 +110,24 @@ def test_add_check_del_through_the_cni_protocol(topology: Topology, runtime: Cni
     assert "-A OUTPUT -p tcp -j ISTIO_OUTPUT" in failed.value.error["details"]
     # ADD (of this plugin, with its prevResult) puts it back.
     runtime.invoke("ADD", runtime.network["plugins"][1], "c1", pod, POD_ARGS, bridge_result)
-    assert pod.iptables_save() == saved
+    assert iptables_save(pod) == saved
 
     runtime.delete("c1", pod, POD_ARGS)
-    assert pod.iptables_save() == before
+    assert iptables_save(pod) == before
     runtime.delete("c1", pod, POD_ARGS)  # DEL twice succeeds, as the specification asks
     runtime.delete("c1", None, POD_ARGS)  # and without a namespace (it is gone)
 
 
 def test_excluded_namespace_is_passed_through(topology: Topology, runtime: CniRuntime) -> None:
     pod = topology.add_namespace("k")
-    before = pod.iptables_save()
+    before = iptables_save(pod)
     args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=kube-system;K8S_POD_NAME=coredns"
     result = runtime.add("c2", pod, args)
     assert result["ips"]
-    assert "ISTIO_" not in pod.iptables_save()
+    assert "ISTIO_" not in iptables_save(pod)
     runtime.check("c2", pod, args)
     runtime.delete("c2", pod, args)
-    assert pod.iptables_save() == before
+    assert iptables_save(pod) == before
 
 
 def test_version_and_errors(topology: Topology, runtime: CniRuntime) -> None:
@@ -139,4 +146,4 @@ def test_version_and_errors(topology: Topology, runtime: CniRuntime) -> None:
         runtime.invoke("ADD", bad, "c3", pod, "", {"cniVersion": "1.0.0", "ips": []})
     assert failed.value.error["code"] == 7
     assert "proxy_uid" in failed.value.error["msg"]
-    assert "ISTIO_" not in pod.iptables_save()
+    assert "ISTIO_" not in iptables_save(pod)

@@ -19,7 +19,16 @@ import pytest
 
 from agent.capture.iptables import NatTable
 from agent.capture.rules import CHAINS, CaptureConfig, build_rules
-from tests.support.netns import APP_UID, GATEWAY, PROXY_UID, Netns, Topology, requires_root
+from tests.support.netns import (
+    APP_UID,
+    GATEWAY,
+    PROXY_UID,
+    Netns,
+    Topology,
+    create_topology,
+    iptables_save,
+    requires_root,
+)
 
 pytestmark = requires_root
 
@@ -31,7 +40,7 @@ SECOND_HUB_IP = "198.18.0.2"  # excluded from capture below
 
 @pytest.fixture
 def topology() -> Iterator[Topology]:
-    built = Topology.create()
+    built = create_topology()
     try:
         yield built
     finally:
@@ -50,12 +59,12 @@ def test_apply_twice_changes_nothing_and_cleanup_removes_exactly_what_it_added(
     netns.run("iptables", "-t", "nat", "-N", "OTHER")
     netns.run("iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "--dport", "9", "-j", "OTHER")
     netns.run("iptables", "-A", "INPUT", "-p", "tcp", "--dport", "9", "-j", "ACCEPT")
-    before = netns.iptables_save()
+    before = iptables_save(netns)
 
     dry_run = netns.run(*AGENT_IPTABLES, "--dry-run")
-    assert netns.iptables_save() == before
+    assert iptables_save(netns) == before
     netns.run(*AGENT_IPTABLES)
-    applied = netns.iptables_save()
+    applied = iptables_save(netns)
     # Rendered exactly as iptables-save prints it: chains, jumps and every rule, in order.
     assert set(_capture_lines(applied)) == set(_capture_lines(dry_run))
     table = NatTable.parse(netns.run("iptables-save", "-t", "nat"))
@@ -70,20 +79,20 @@ def test_apply_twice_changes_nothing_and_cleanup_removes_exactly_what_it_added(
         netns.exec_argv(*AGENT_IPTABLES), capture_output=True, text=True, check=True
     )
     assert "already in place" in again.stderr
-    assert netns.iptables_save() == applied
+    assert iptables_save(netns) == applied
 
     netns.run(*AGENT_IPTABLES, "--cleanup")
-    assert netns.iptables_save() == before
+    assert iptables_save(netns) == before
     assert _check(netns) == 1
     netns.run(*AGENT_IPTABLES, "--cleanup")  # nothing left to remove: still fine
-    assert netns.iptables_save() == before
+    assert iptables_save(netns) == before
 
 
 def test_a_changed_configuration_replaces_the_rules(topology: Topology) -> None:
     netns = topology.add_pod("p", POD_IP).netns
     netns.run(*AGENT_IPTABLES)
     netns.run(*AGENT_IPTABLES, "-b", "8080", "-i", "198.18.0.0/16")
-    saved = netns.iptables_save()
+    saved = iptables_save(netns)
     assert "-A ISTIO_INBOUND -p tcp -m tcp --dport 8080 -j ISTIO_IN_REDIRECT" in saved
     assert "-A ISTIO_OUTPUT -d 198.18.0.0/16 -j ISTIO_REDIRECT" in saved
     assert "-A ISTIO_OUTPUT -j ISTIO_REDIRECT" not in saved
