@@ -15,11 +15,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Traffic-capture tests (root, as in CI) need iptables, ip, nsenter/setpriv and Debian's CNI
-# plugins; install them when missing and root. Without root those tests skip themselves.
+# plugins; Mixer's redisquota tests need redis-server. Install them when missing and root.
+# Without root those tests skip themselves.
 system-packages:
-	@if [ "$$(id -u)" = 0 ] && ! { command -v iptables-restore >/dev/null && command -v ip >/dev/null && command -v setpriv >/dev/null && test -x /usr/lib/cni/bridge; }; then \
+	@if [ "$$(id -u)" = 0 ] && ! { command -v iptables-restore >/dev/null && command -v ip >/dev/null && command -v setpriv >/dev/null && test -x /usr/lib/cni/bridge && command -v redis-server >/dev/null; }; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			iptables iproute2 util-linux containernetworking-plugins; fi
+			iptables iproute2 util-linux containernetworking-plugins redis-server; fi
 
 up: $(STAMP)
 	$(BIN)/meshctl up examples/bookinfo
@@ -45,6 +46,7 @@ protos: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.envoy_types
+	$(BIN)/python -m benchmarks.citadel_signing
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

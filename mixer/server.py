@@ -2,9 +2,10 @@
 
 One gRPC server carries three services on each port: Istio's Mixer API, Envoy's ext_authz v3
 (Check) and Envoy's access-log service v3 (Report). Prometheus scrapes the telemetry adapters'
-metrics on `telemetry_port` (42422); Mixer's own metrics, `/ready` and `/debug/config` are on
-the monitoring port (15014) of `monitoring_host` (by default the serving host: in the local
-mesh every service has its own address, so each keeps Istio's port numbers).
+metrics on `telemetry_port` (42422); Mixer's own metrics, `/ready`, `/debug/config` and
+`/debug/graph` (the service graph) are on the monitoring port (15014) of `monitoring_host` (by
+default the serving host: in the local mesh every service has its own address, so each keeps
+Istio's port numbers).
 
 Configuration comes from a directory or from galley (`config_source`). Every change is
 compiled into a new `Runtime` (rules, instances and handlers; unchanged handlers are kept with
@@ -31,6 +32,7 @@ from meshcore.grpc_server import bind, create_server
 from meshcore.lifecycle import Service, cancel_and_wait
 from meshcore.monitoring import MonitoringServer
 from meshcore.tls import MeshTls
+from mixer import service_graph
 from mixer.adapters.base import Environment
 from mixer.api import MixerService
 from mixer.checks import Checks
@@ -107,6 +109,7 @@ class Mixer(Service):
             self._ready,
         )
         self.monitoring.add_get("/debug/config", self._debug_config)
+        self.monitoring.add_get("/debug/graph", self._debug_graph)
         self.telemetry = MonitoringServer(
             options.host, options.telemetry_port, self.env.registry, self._ready
         )
@@ -220,3 +223,7 @@ class Mixer(Service):
         return web.json_response(
             {"summary": self.runtime.summary(), "error": self.config_error or None}
         )
+
+    async def _debug_graph(self, request: web.Request) -> web.Response:
+        """The service graph the `servicegraph` adapter builds (empty without one)."""
+        return web.json_response(service_graph.graph(self.env.shared).as_json())

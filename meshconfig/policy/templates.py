@@ -157,6 +157,7 @@ ADAPTER_TEMPLATES: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         "listchecker": frozenset({"listentry"}),
         "memquota": frozenset({"quota"}),
         "redisquota": frozenset({"quota"}),
+        "servicegraph": frozenset({"metric"}),  # this project's, not Istio's
         "prometheus": frozenset({"metric"}),
         "statsd": frozenset({"metric"}),
         "stdio": frozenset({"logentry", "metric"}),

@@ -7,12 +7,20 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from mixer.adapters import denier, listchecker, memquota, prometheus, stdio
+from mixer.adapters import (
+    denier,
+    listchecker,
+    memquota,
+    prometheus,
+    redisquota,
+    servicegraph,
+    stdio,
+)
 from mixer.adapters.base import Adapter
 
 ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType(
     {
         module.ADAPTER.name: module.ADAPTER
-        for module in (denier, listchecker, memquota, prometheus, stdio)
+        for module in (denier, listchecker, memquota, prometheus, redisquota, servicegraph, stdio)
     }
 )

@@ -86,6 +86,24 @@ async def test_bad_params_and_unknown_adapters_refuse_the_snapshot() -> None:
     )
     with pytest.raises(ConfigError, match=r"handler deny\.handler\.istio-system: params"):
         await pool.runtime(bad_params)
-    with pytest.raises(ConfigError, match="redisquota"):
-        await pool.runtime(sample("mixer-rule-ratings-redis-quota-fixed-window.yaml"))
+    not_compiled_in = resources(
+        """
+        apiVersion: config.istio.io/v1alpha2
+        kind: handler
+        metadata: {name: logs, namespace: istio-system}
+        spec: {compiledAdapter: fluentd, params: {address: "fluentd:24224"}}
+        ---
+        apiVersion: config.istio.io/v1alpha2
+        kind: instance
+        metadata: {name: entry, namespace: istio-system}
+        spec: {compiledTemplate: logentry, params: {severity: '"info"'}}
+        ---
+        apiVersion: config.istio.io/v1alpha2
+        kind: rule
+        metadata: {name: logs, namespace: istio-system}
+        spec: {actions: [{handler: logs, instances: [entry]}]}
+        """
+    )
+    with pytest.raises(ConfigError, match="adapter 'fluentd' is not compiled into Mixer"):
+        await pool.runtime(not_compiled_in)
     await pool.close()
