@@ -1,0 +1,685 @@
+"""Citadel's signing throughput over its real gRPC service, against the rate of signing alone.
+
+Why: every workload asks citadel for a certificate when it starts and again at each rotation,
+so a mesh that starts (or rotates) many workloads at once queues on CreateCertificate. The
+limit is the CA itself, one signature per leaf; the target is that the service reaches at least
+half of that rate, i.e. that gRPC, TLS, authentication and the event loop cost no more than the
+signing does.
+
+What runs, and where:
+
+- The limit ("raw"), in this process before the server starts: the CA that citadel will load
+  (created in a temporary directory, ECDSA P-256 by default) signs leaves in a loop, once
+  through its own `CertificateAuthority.sign` (parse and verify the CSR, check the names, build,
+  sign, PEM-encode the chain: exactly what one request costs citadel), and once as a bare
+  `x509.CertificateBuilder().sign()` of the same leaf with the same CA key (no CSR), which shows
+  what the CSR handling adds. Each is timed in three rounds over 2,000 CSRs (--raw-requests in
+  all) and the fastest round counts: on a shared machine noise only ever slows a round down.
+  The fraction in the table is of `CertificateAuthority.sign`.
+- The service, in a spawned process of its own: a real `citadel.server.Citadel` on a loopback
+  address (127.0.0.1 unless --host says otherwise), on ephemeral ports (citadel accepts port 0),
+  logging as `python -m citadel` does (INFO by default: one line per certificate) into a file in
+  the temporary directory instead of the terminal.
+- The load, in this process (a grpc.aio event loop): for each level of concurrency, that many
+  callers, each with a TLS channel of its own (its own connection: no shared subchannel pool),
+  each sending CreateCertificate with a bearer token that citadel's `TokenAuthority` minted for
+  one identity and a CSR for that identity, made as the agent makes them (`agent.certificates`'
+  `new_key` and `make_csr`). Every key and CSR is made before any clock starts, so client-side
+  key generation is never measured. Each caller first makes one untimed call (connection, TLS
+  handshake, a full check of the certificate it gets); then the callers share a bounded list of
+  requests per level and each loops, one call at a time, until the list is empty or the level's
+  time runs out.
+
+So the server and its clients never share a process or an interpreter lock; on a 2-core machine
+they share the cores with nothing else of the benchmark (the raw loops are over by then). Both
+processes' CPU (utime + stime of all threads, from /proc and getrusage) is reported per level,
+also per certificate for the server: that shows whether a level was bound by the server (its
+event loop thread busy, about one core) or by the clients, and it is steadier than the rates
+when other work shares the machine. Certificates per second is the number of timed requests
+that succeeded over the wall time from the first timed call to the last answer; latencies are
+per call, in the client.
+
+Run: `python -m benchmarks.citadel_signing [--requests N] [--levels 1,10,100] [--key-type ec|rsa]`
+(and --raw-requests, --level-timeout, --host, --server-log-level).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import math
+import multiprocessing
+import os
+import resource
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from agent.certificates import make_csr, new_key
+from citadel.ca import CertificateAuthority
+from citadel.server import Citadel, CitadelOptions
+from citadel.tokens import TokenAuthority
+from meshcore.identity import CONTROL_PLANE_HOST, CREATE_CERTIFICATE, SpiffeId
+from meshcore.logs import configure_logging
+from protos.citadel.v1 import ca_pb2
+
+DEFAULT_LEVELS = (1, 10, 100)
+DEFAULT_REQUESTS = 5000
+DEFAULT_LEVEL_TIMEOUT_S = 60.0
+DEFAULT_RAW_TIMEOUT_S = 30.0
+DEFAULT_RAW_REQUESTS = 6000  # per raw path, at most as many as the CSRs made for the load
+RAW_ROUNDS = 3
+TARGET_FRACTION = 0.5  # of the raw CertificateAuthority.sign rate
+CALL_TIMEOUT_S = 10.0
+STARTUP_TIMEOUT_S = 60.0  # the server process importing its modules, loading the CA, binding
+STOP_TIMEOUT_S = 10.0
+IDENTITY = SpiffeId("bench", "signer")
+# Kept here rather than imported, so the benchmark does not depend on where citadel keeps them:
+# citadel's key types, the CA key's file in Istio's cacerts layout, and the back-dating of
+# leaves (only for the bare builder's leaf, which must match citadel's).
+KeyType = Literal["ec", "rsa"]
+CA_KEY_FILE = "ca-key.pem"
+CLOCK_SKEW = datetime.timedelta(minutes=1)
+STOP = "stop"
+
+
+class BenchmarkError(RuntimeError):
+    """The run could not measure what it set out to (a timeout, a crash, a wrong answer)."""
+
+
+# Certificate signing requests, made before anything is timed.
+
+
+@dataclass(frozen=True)
+class Csr:
+    pem: bytes
+    public_key: ec.EllipticCurvePublicKey
+
+
+def make_csrs(count: int, identity: SpiffeId = IDENTITY) -> list[Csr]:
+    """`count` CSRs as the agent makes them, each over a fresh P-256 key."""
+    csrs = []
+    for _ in range(count):
+        key = new_key()
+        csrs.append(Csr(make_csr(key, identity), key.public_key()))
+    return csrs
+
+
+# The limit: signing in this process, without the service.
+
+
+@dataclass(frozen=True)
+class RawResult:
+    """The fastest of `RAW_ROUNDS` rounds (noise on a shared machine only ever slows a round)."""
+
+    path: str
+    count: int  # certificates signed in all rounds
+    best_count: int
+    best_seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.best_count / self.best_seconds
+
+    @property
+    def us_per_cert(self) -> float:
+        return self.best_seconds / self.best_count * 1e6
+
+
+def _timed_loop(
+    path: str, sign: Callable[[Csr], object], csrs: list[Csr], timeout_s: float
+) -> RawResult:
+    """After one untimed call, `RAW_ROUNDS` rounds of `sign` over a share of the CSRs each,
+    all of them stopping early once `timeout_s` has passed."""
+    sign(csrs[0])
+    deadline = time.perf_counter() + timeout_s
+    per_round = max(1, len(csrs) // RAW_ROUNDS)
+    rounds: list[tuple[int, float]] = []
+    for start in range(0, per_round * RAW_ROUNDS, per_round):
+        began = time.perf_counter()
+        count = 0
+        for csr in csrs[start : start + per_round] or csrs[:1]:
+            sign(csr)
+            count += 1
+            if time.perf_counter() > deadline:
+                break
+        rounds.append((count, time.perf_counter() - began))
+        if time.perf_counter() > deadline:
+            break
+    best = max(rounds, key=lambda r: r[0] / r[1])
+    return RawResult(path, sum(count for count, _ in rounds), *best)
+
+
+def bare_leaf(
+    issuer: x509.Certificate,
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+    public_key: ec.EllipticCurvePublicKey,
+    identity: SpiffeId,
+    ttl: datetime.timedelta,
+) -> x509.Certificate:
+    """The leaf citadel issues (same fields and extensions), straight from the builder."""
+    now = datetime.datetime.now(datetime.UTC)
+    ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(issuer.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(now + ttl)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity.uri)]),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+
+
+def load_ca_key(ca_dir: Path) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
+    """The CA's private key, read from its file in the CA directory."""
+    key = serialization.load_pem_private_key((ca_dir / CA_KEY_FILE).read_bytes(), None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise BenchmarkError(f"unexpected CA key type {type(key).__name__}")
+    return key
+
+
+def measure_raw(ca_dir: Path, csrs: list[Csr], timeout_s: float) -> list[RawResult]:
+    """Signing rates of the CA in `ca_dir`: its own `sign`, then the bare builder."""
+    ca = CertificateAuthority.load_or_create(ca_dir)
+    key = load_ca_key(ca_dir)
+    issuer = ca.signing_cert
+    ttl = ca.default_ttl
+    return [
+        _timed_loop(
+            "CertificateAuthority.sign (CSR parse + verify, build, sign, PEM chain)",
+            lambda csr: ca.sign(csr.pem, IDENTITY),
+            csrs,
+            timeout_s,
+        ),
+        _timed_loop(
+            "bare CertificateBuilder().sign() of the same leaf",
+            lambda csr: bare_leaf(issuer, key, csr.public_key, IDENTITY, ttl),
+            csrs,
+            timeout_s,
+        ),
+    ]
+
+
+# The service, in a process of its own.
+
+
+def server_main(
+    ca_dir: str, host: str, key_type: KeyType, log_file: str, log_level: str, control: Connection
+) -> None:
+    """Entry point of the citadel process: serve until STOP (or EOF) on `control`."""
+    # Log as `python -m citadel` does (to stderr), with stderr going to a file.
+    with open(log_file, "ab", buffering=0) as sink:
+        os.dup2(sink.fileno(), 2)
+    configure_logging(log_level)
+    try:
+        asyncio.run(_serve(Path(ca_dir), host, key_type, control))
+    except Exception:
+        with contextlib.suppress(OSError):
+            control.send(("failed", traceback.format_exc()))
+        raise SystemExit(1) from None
+
+
+async def _serve(ca_dir: Path, host: str, key_type: KeyType, control: Connection) -> None:
+    options = CitadelOptions(
+        ca_dir=ca_dir, host=host, port=0, mtls_port=0, monitoring_port=0, key_type=key_type
+    )
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+
+    def readable() -> None:
+        with contextlib.suppress(EOFError):  # the orchestrator is gone: stop as well
+            if control.recv() != STOP:
+                return
+        stopped.set()
+
+    async with Citadel(options) as citadel:
+        control.send(("serving", citadel.port))
+        loop.add_reader(control.fileno(), readable)
+        try:
+            await stopped.wait()
+        finally:
+            loop.remove_reader(control.fileno())
+
+
+class ServerProcess:
+    """The spawned citadel; `port` once it serves. Stopped on exit: STOP, SIGTERM, SIGKILL."""
+
+    def __init__(self, ca_dir: Path, host: str, key_type: KeyType, log_file: Path, log_level: str):
+        context = multiprocessing.get_context("spawn")
+        self._control, theirs = context.Pipe()
+        self._process: BaseProcess = context.Process(
+            target=server_main,
+            args=(str(ca_dir), host, key_type, str(log_file), log_level, theirs),
+            name="citadel-signing-server",
+        )
+        self._process.start()
+        theirs.close()
+        self.port = self._await_serving()
+
+    @property
+    def pid(self) -> int:
+        if self._process.pid is None:
+            raise BenchmarkError("the citadel process has not started")
+        return self._process.pid
+
+    def _await_serving(self) -> int:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._control.poll(0.2):
+                try:
+                    kind, detail = self._control.recv()
+                except EOFError:
+                    break
+                if kind == "serving":
+                    return int(detail)
+                raise BenchmarkError(f"citadel failed to start:\n{detail}")
+            if self._process.exitcode is not None:
+                break
+        code = self._process.exitcode
+        raise BenchmarkError(
+            f"citadel did not serve within {STARTUP_TIMEOUT_S:.0f} s (exit code {code})"
+        )
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # already gone
+            self._control.send(STOP)
+        self._process.join(STOP_TIMEOUT_S)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(STOP_TIMEOUT_S)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._control.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a live process so far (all its threads)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# The load: concurrent callers over the real service.
+
+
+@dataclass
+class LevelResult:
+    callers: int
+    requests: int  # timed requests planned
+    ok: int = 0
+    failures: Counter[str] = field(default_factory=Counter)  # status code name -> count
+    latencies_ms: list[float] = field(default_factory=list)
+    wall_s: float = math.nan
+    server_cpu_s: float = math.nan
+    client_cpu_s: float = math.nan
+    timed_out: bool = False
+
+    @property
+    def unfinished(self) -> int:
+        return self.requests - self.ok - sum(self.failures.values())
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.wall_s
+
+    def percentile_ms(self, rank: float) -> float:
+        return percentile(self.latencies_ms, rank) if self.latencies_ms else math.nan
+
+
+def percentile(values: Sequence[float], rank: float) -> float:
+    """Nearest-rank percentile (the value at or below which `rank`% of `values` lie)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(rank / 100 * len(ordered)) - 1)]
+
+
+def _request(csr: Csr) -> ca_pb2.IstioCertificateRequest:
+    # validity 0: citadel's default lifetime, as an agent without a configured TTL asks.
+    return ca_pb2.IstioCertificateRequest(csr=csr.pem.decode(), validity_duration=0)
+
+
+def check_chain(
+    response: ca_pb2.IstioCertificateResponse, csr: Csr, root_pem: bytes, identity: SpiffeId
+) -> None:
+    """A full check of one answer: a chain to our root, for the CSR's key and identity."""
+    chain = list(response.cert_chain)
+    if len(chain) < 2 or chain[-1].encode() != root_pem:
+        raise BenchmarkError("citadel answered with a chain that does not end at its root")
+    leaf = x509.load_pem_x509_certificate(chain[0].encode())
+    if leaf.public_key() != csr.public_key:
+        raise BenchmarkError("citadel signed another key than the CSR's")
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    if san.get_values_for_type(x509.UniformResourceIdentifier) != [identity.uri]:
+        raise BenchmarkError(f"citadel's certificate does not name {identity.uri}")
+
+
+async def run_level(
+    address: str,
+    root_pem: bytes,
+    token: str,
+    warmup: list[Csr],
+    timed: list[Csr],
+    *,
+    server_pid: int,
+    timeout_s: float,
+) -> LevelResult:
+    """`len(warmup)` callers, one channel each: one checked untimed call each, then `timed`."""
+    callers = len(warmup)
+    result = LevelResult(callers, len(timed))
+    credentials = grpc.ssl_channel_credentials(root_pem)
+    options = [
+        # Verify citadel as the agent does: against the mesh root, as istiod's name.
+        ("grpc.ssl_target_name_override", CONTROL_PLANE_HOST),
+        # One connection per caller, as separate workloads have (channels with equal arguments
+        # would otherwise share grpc's global subchannel, hence one connection).
+        ("grpc.use_local_subchannel_pool", 1),
+    ]
+    metadata = (("authorization", f"Bearer {token}"),)
+    channels = [
+        grpc.aio.secure_channel(address, credentials, options=options) for _ in range(callers)
+    ]
+    try:
+        calls = [
+            channel.unary_unary(
+                CREATE_CERTIFICATE,
+                request_serializer=ca_pb2.IstioCertificateRequest.SerializeToString,
+                response_deserializer=ca_pb2.IstioCertificateResponse.FromString,
+            )
+            for channel in channels
+        ]
+        warm = await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    call(_request(csr), metadata=metadata, timeout=CALL_TIMEOUT_S)
+                    for call, csr in zip(calls, warmup, strict=True)
+                )
+            ),
+            STARTUP_TIMEOUT_S,
+        )
+        for response, csr in zip(warm, warmup, strict=True):
+            check_chain(response, csr, root_pem, IDENTITY)
+
+        root = root_pem.decode()
+        pending: Iterator[ca_pb2.IstioCertificateRequest] = iter([_request(c) for c in timed])
+        deadline = time.monotonic() + timeout_s
+
+        async def caller(call: grpc.aio.UnaryUnaryMultiCallable[Any, Any]) -> None:
+            for request in pending:  # shared: each request goes to whichever caller is free
+                if time.monotonic() > deadline:
+                    result.timed_out = True
+                    return
+                began = time.perf_counter()
+                try:
+                    response = await call(request, metadata=metadata, timeout=CALL_TIMEOUT_S)
+                except grpc.aio.AioRpcError as error:
+                    result.failures[error.code().name] += 1
+                    continue
+                result.latencies_ms.append((time.perf_counter() - began) * 1000)
+                if response.cert_chain and response.cert_chain[-1] == root:
+                    result.ok += 1
+                else:
+                    result.failures["bad chain"] += 1
+
+        server_before, client_before = cpu_seconds(server_pid), own_cpu_seconds()
+        began = time.perf_counter()
+        await asyncio.gather(*(caller(call) for call in calls))
+        result.wall_s = time.perf_counter() - began
+        result.server_cpu_s = cpu_seconds(server_pid) - server_before
+        result.client_cpu_s = own_cpu_seconds() - client_before
+    finally:
+        await asyncio.gather(*(channel.close() for channel in channels))
+    return result
+
+
+# The whole run.
+
+
+@dataclass(frozen=True)
+class Result:
+    key_type: KeyType
+    address: str
+    requests: int
+    raw: list[RawResult]
+    levels: list[LevelResult]
+
+    @property
+    def raw_rate(self) -> float:
+        """The limit the service is measured against: `CertificateAuthority.sign` in a loop."""
+        return self.raw[0].rate
+
+    def fraction(self, level: LevelResult) -> float:
+        return level.rate / self.raw_rate
+
+    def target_met(self, level: LevelResult) -> bool:
+        return self.fraction(level) >= TARGET_FRACTION
+
+    @property
+    def all_succeeded(self) -> bool:
+        return all(level.ok == level.requests for level in self.levels)
+
+
+async def _load(
+    address: str,
+    root_pem: bytes,
+    token: str,
+    levels: list[tuple[list[Csr], list[Csr]]],
+    *,
+    server_pid: int,
+    timeout_s: float,
+) -> list[LevelResult]:
+    """Each level in turn, in one event loop: (warm-up CSRs, one per caller; timed CSRs)."""
+    return [
+        await run_level(
+            address, root_pem, token, warmup, timed, server_pid=server_pid, timeout_s=timeout_s
+        )
+        for warmup, timed in levels
+    ]
+
+
+def run(
+    levels: Sequence[int] = DEFAULT_LEVELS,
+    requests: int = DEFAULT_REQUESTS,
+    *,
+    key_type: KeyType = "ec",
+    host: str = "127.0.0.1",
+    level_timeout_s: float = DEFAULT_LEVEL_TIMEOUT_S,
+    raw_requests: int = DEFAULT_RAW_REQUESTS,
+    raw_timeout_s: float = DEFAULT_RAW_TIMEOUT_S,
+    server_log_level: str = "INFO",
+) -> Result:
+    """Create a CA, measure raw signing, start citadel, then load it at each level in turn."""
+    csrs = make_csrs(sum(levels) + requests * len(levels))
+    warmups = iter(csrs[: sum(levels)])
+    timed = csrs[sum(levels) :]
+    with tempfile.TemporaryDirectory(prefix="citadel-signing-") as workdir:
+        ca_dir = Path(workdir) / "ca"
+        ca = CertificateAuthority.load_or_create(ca_dir, key_type=key_type)
+        token = TokenAuthority.load_or_create(ca_dir).mint(IDENTITY)
+        raw = measure_raw(ca_dir, timed[:raw_requests], raw_timeout_s)
+        log_file = Path(workdir) / "citadel.log"
+        with ServerProcess(ca_dir, host, key_type, log_file, server_log_level) as server:
+            address = f"{host}:{server.port}"
+            results = asyncio.run(
+                _load(
+                    address,
+                    ca.root_pem,
+                    token,
+                    [
+                        (
+                            [next(warmups) for _ in range(callers)],
+                            timed[i * requests : (i + 1) * requests],
+                        )
+                        for i, callers in enumerate(levels)
+                    ],
+                    server_pid=server.pid,
+                    timeout_s=level_timeout_s,
+                )
+            )
+    return Result(key_type, address, requests, raw, results)
+
+
+def report(result: Result) -> str:
+    """The results as the tables printed and kept in BENCHMARKS.md."""
+    ca = "ECDSA P-256" if result.key_type == "ec" else "RSA 2048"
+    lines = [
+        f"CA key {ca}, leaf keys ECDSA P-256; citadel on {result.address}; "
+        f"{result.requests} timed requests per level",
+        "",
+        "| raw signing, one thread | certs/s | µs per cert |",
+        "|---|---|---|",
+        *(f"| {raw.path} | {raw.rate:.0f} | {raw.us_per_cert:.0f} |" for raw in result.raw),
+        "",
+        "| callers | certs/s | p50 ms | p99 ms | fraction of raw | server CPU µs per cert "
+        "| server cores | client cores | failed | target (>= 0.5 of raw) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for level in result.levels:
+        failed = sum(level.failures.values()) + level.unfinished
+        lines.append(
+            f"| {level.callers} | {level.rate:.0f} | {level.percentile_ms(50):.2f} "
+            f"| {level.percentile_ms(99):.2f} | {result.fraction(level):.2f} "
+            f"| {level.server_cpu_s / max(level.ok, 1) * 1e6:.0f} "
+            f"| {level.server_cpu_s / level.wall_s:.2f} | {level.client_cpu_s / level.wall_s:.2f} "
+            f"| {failed} | {'met' if result.target_met(level) else 'MISSED'} |"
+        )
+    met = [str(level.callers) for level in result.levels if result.target_met(level)]
+    missed = [str(level.callers) for level in result.levels if not result.target_met(level)]
+    lines += [
+        "",
+        f"Target, at least half the raw CertificateAuthority.sign rate "
+        f"({TARGET_FRACTION * result.raw_rate:.0f} certs/s): "
+        f"met at {', '.join(met) or 'no level'}; missed at {', '.join(missed) or 'no level'} "
+        "(callers)",
+    ]
+    for level in result.levels:
+        if level.failures or level.unfinished:
+            causes = ", ".join(f"{code}: {n}" for code, n in sorted(level.failures.items()))
+            lines.append(
+                f"{level.callers} callers: {level.ok} of {level.requests} succeeded "
+                f"({causes or 'no errors'}; {level.unfinished} not sent"
+                f"{', level timed out' if level.timed_out else ''})"
+            )
+    return "\n".join(lines)
+
+
+def _levels(text: str) -> list[int]:
+    try:
+        levels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of integers: {text!r}"
+        ) from None
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError("levels must be positive integers")
+    return levels
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="citadel certificate signing benchmark")
+    parser.add_argument(
+        "--requests", type=int, default=DEFAULT_REQUESTS, help="timed requests per level"
+    )
+    parser.add_argument(
+        "--levels",
+        type=_levels,
+        default=list(DEFAULT_LEVELS),
+        help="concurrent callers, comma-separated (default 1,10,100)",
+    )
+    parser.add_argument("--key-type", choices=get_args(KeyType), default="ec", help="CA key")
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address citadel binds")
+    parser.add_argument(
+        "--level-timeout",
+        type=float,
+        default=DEFAULT_LEVEL_TIMEOUT_S,
+        help="seconds a level may run; requests not sent by then count as failed",
+    )
+    parser.add_argument(
+        "--raw-requests",
+        type=int,
+        default=DEFAULT_RAW_REQUESTS,
+        help="certificates each raw loop signs, in three rounds",
+    )
+    parser.add_argument(
+        "--server-log-level", default="INFO", help="citadel's log level (default INFO)"
+    )
+    options = parser.parse_args(argv)
+    if options.requests < 1 or options.raw_requests < 1:
+        parser.error("--requests and --raw-requests must be at least 1")
+    try:
+        result = run(
+            options.levels,
+            options.requests,
+            key_type=options.key_type,
+            host=options.host,
+            level_timeout_s=options.level_timeout,
+            raw_requests=options.raw_requests,
+            server_log_level=options.server_log_level,
+        )
+    except BenchmarkError as error:
+        print(f"citadel_signing: {error}", file=sys.stderr)
+        return 1
+    print(report(result))
+    return 0 if result.all_succeeded else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
