@@ -1,7 +1,8 @@
 """Where Mixer's configuration comes from: a directory it watches, or galley's distribution.
 
 Both deliver the whole current set of Mixer's kinds (config.istio.io: handler, instance, rule,
-QuotaSpec, QuotaSpecBinding, and the legacy per-adapter and per-template kinds) to one
+QuotaSpec, QuotaSpecBinding, and the legacy per-adapter and per-template kinds; and the
+registry's Pods and WorkloadEntries, which the kubernetesenv adapter reads) to one
 callback, which compiles it; a set the callback refuses leaves the previous configuration in
 force. The directory is read like pilot reads its own (every *.yaml, *.yml, *.json below it,
 hidden entries skipped, kinds Mixer does not use skipped, any invalid document refusing the
@@ -26,12 +27,15 @@ from meshconfig import (
     load_documents,
     validate_document,
 )
-from meshconfig.policy import KINDS as MIXER_KINDS
+from meshconfig.policy import KINDS as POLICY_KINDS
 from meshcore.tls import MeshTls
+from mixer.workloads import REGISTRY_KINDS
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = frozenset({".yaml", ".yml", ".json"})
+# Mixer's own kinds, and the registry kinds its attribute generators (kubernetesenv) read.
+MIXER_KINDS: tuple[Kind, ...] = (*POLICY_KINDS, *REGISTRY_KINDS)
 MIXER_KIND_IDS = frozenset(kind.id for kind in MIXER_KINDS)
 
 OnResources = Callable[[list[Resource]], None]

@@ -19,6 +19,16 @@ fail-closed policy decides, as with Istio's Mixer). Quotas: each requested quota
 quota instances of that name in the matching rules. Reports: report instances are built per
 request and handed to each handler in one batch; an instance that cannot be built is left out.
 
+Before any of these, as Istio's preprocessing did, the matching rules' attribute-generating
+instances (the `kubernetes` template) go to their handlers (`kubernetesenv`), whose outputs the
+instances' compiled attribute bindings turn into attributes (`source.workload.name`,
+`source.labels`, ...); check, quota and report rules (their matches and instances) then read
+the request's attributes with those laid over them. Generation reads the request as it came
+(the rules that apply are still those of its destination's namespace), and a Check's
+referenced attributes are those of the request as it came: what generation read (source.ip,
+source.uid, ...) and what the rules read that generation did not set. An instance that cannot
+be built, or a handler that fails, generates nothing; the request goes on without.
+
 Owned by the event loop; the pool owns the handlers' lifecycles.
 """
 
@@ -27,12 +37,12 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from meshconfig import Resource
-from meshconfig.policy.attributes import AttributeBag
+from meshconfig.policy.attributes import ABSENT_MAP, AttributeBag, Attributes, KeyLookup
 from meshconfig.policy.compiled import (
     CompiledAction,
     CompiledInstance,
@@ -55,6 +65,7 @@ from mixer.adapters.base import (
     Status,
 )
 from mixer.checks import Precondition
+from mixer.workloads import REGISTRY_KIND_IDS
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +97,7 @@ class _Rule:
     checks: tuple[_Action, ...]
     quotas: tuple[_Action, ...]
     reports: tuple[_Action, ...]
+    generators: tuple[_Action, ...]
 
 
 _OK = Status()
@@ -97,6 +109,7 @@ class Runtime:
     def __init__(self, config: MixerConfig | None, handlers: Mapping[str, Handler]) -> None:
         self.config = config
         self._rules: dict[str, tuple[_Rule, ...]] = {}
+        self._generating: dict[str, tuple[_Rule, ...]] = {}
         if config is None:
             return
         namespaces = {rule.namespace for rule in config.rules} | {""}
@@ -109,6 +122,7 @@ class Runtime:
                 )
                 for rule in config.rules_for(namespace)
             )
+            self._generating[namespace] = tuple(r for r in self._rules[namespace] if r.generators)
 
     @classmethod
     def empty(cls) -> Runtime:
@@ -125,9 +139,44 @@ class Runtime:
             "instances": len(config.instances),
         }
 
-    def rules_for(self, bag: AttributeBag) -> tuple[_Rule, ...]:
+    def rules_for(self, bag: Attributes) -> tuple[_Rule, ...]:
         rules = self._rules.get(identity_namespace(bag))
         return rules if rules is not None else self._rules.get("", ())
+
+    def generate(self, bag: Attributes, namespace: str | None = None) -> Attributes:
+        """`bag` with the attributes the matching attribute generators set laid over it (`bag`
+        itself when there are none). `namespace`: the request's (`identity_namespace`), when
+        the caller knows it already."""
+        if namespace is None:
+            namespace = identity_namespace(bag)
+        rules = self._generating.get(namespace)
+        if rules is None:
+            rules = self._generating.get("", ())
+        if not rules:
+            return bag
+        generated: dict[str, Any] = {}
+        for rule in rules:
+            if not _matches(rule, bag):
+                continue
+            for action in rule.generators:
+                for compiled in action.instances:
+                    try:
+                        fields = compiled.build(bag)
+                    except EvaluationError as error:
+                        log.debug("attribute generator left out: %s", error)
+                        continue
+                    try:
+                        outputs = action.handler.generate(
+                            Instance(compiled.name, compiled.template, fields)
+                        )
+                    except Exception:  # one adapter's bug must not fail the request
+                        log.exception(
+                            "handler %s failed to generate attributes",
+                            type(action.handler).__name__,
+                        )
+                        continue
+                    generated.update(compiled.bind(outputs, bag))
+        return _Generated(bag, generated) if generated else bag
 
     def quota_charges(self, bag: AttributeBag) -> dict[str, QuotaArgs]:
         """The quotas the QuotaSpecs bound to the request's destination charge it."""
@@ -137,16 +186,20 @@ class Runtime:
 
     async def preconditions(self, bag: AttributeBag) -> Precondition:
         recording = bag.recording()
+        rules = self.rules_for(bag)
+        attributes: Attributes = recording
+        if any(rule.checks for rule in rules):
+            attributes = self.generate(recording, identity_namespace(bag))
         status = _OK
         duration = DEFAULT_VALID_DURATION
         uses = DEFAULT_VALID_USE_COUNT
-        for rule in self.rules_for(bag):
-            if not rule.checks or not _matches(rule, recording):
+        for rule in rules:
+            if not rule.checks or not _matches(rule, attributes):
                 continue
             for action in rule.checks:
                 for compiled in action.instances:
                     try:
-                        fields = compiled.build(recording)
+                        fields = compiled.build(attributes)
                     except EvaluationError as error:
                         raise DispatchError(str(error)) from None
                     result = await action.handler.check(
@@ -162,8 +215,10 @@ class Runtime:
         self, bag: AttributeBag, quotas: Mapping[str, QuotaArgs]
     ) -> dict[str, QuotaResult]:
         results: dict[str, QuotaResult] = {}
-        for rule in self.rules_for(bag):
-            if not rule.quotas or not _matches(rule, bag):
+        rules = self.rules_for(bag)
+        attributes = self.generate(bag) if any(rule.quotas for rule in rules) else bag
+        for rule in rules:
+            if not rule.quotas or not _matches(rule, attributes):
                 continue
             for action in rule.quotas:
                 for compiled in action.instances:
@@ -172,7 +227,7 @@ class Runtime:
                         continue
                     name = compiled.name if compiled.name in quotas else _short(compiled.name)
                     try:
-                        fields = compiled.build(bag)
+                        fields = compiled.build(attributes)
                     except EvaluationError as error:
                         raise DispatchError(str(error)) from None
                     result = await action.handler.quota(
@@ -189,8 +244,12 @@ class Runtime:
     def report(self, bags: Sequence[AttributeBag]) -> None:
         batches: dict[int, tuple[Handler, list[Instance]]] = {}
         for bag in bags:
-            for rule in self.rules_for(bag):
-                if not rule.reports or not _matches(rule, bag):
+            rules = self.rules_for(bag)
+            if not any(rule.reports for rule in rules):
+                continue
+            attributes = self.generate(bag)
+            for rule in rules:
+                if not rule.reports or not _matches(rule, attributes):
                     continue
                 for action in rule.reports:
                     batch = batches.get(id(action.handler))
@@ -198,7 +257,7 @@ class Runtime:
                         batch = batches[id(action.handler)] = (action.handler, [])
                     for compiled in action.instances:
                         try:
-                            fields = compiled.build(bag)
+                            fields = compiled.build(attributes)
                         except EvaluationError as error:
                             log.debug("report instance left out: %s", error)
                             continue
@@ -211,7 +270,33 @@ class Runtime:
                     log.exception("handler %s failed to take a report", type(handler).__name__)
 
 
-_VARIETIES = (Variety.CHECK, Variety.QUOTA, Variety.REPORT)
+_VARIETIES = (Variety.CHECK, Variety.QUOTA, Variety.REPORT, Variety.ATTRIBUTE_GENERATOR)
+
+
+class _Generated:
+    """A request's attributes with generated ones laid over them. Reads of generated
+    attributes are not passed on, so a recording bag below records only what came with the
+    request (as Istio's preprocessed bag did)."""
+
+    __slots__ = ("_base", "_values", "lookup")
+
+    def __init__(self, base: Attributes, values: Mapping[str, Any]) -> None:
+        self._base = base
+        self._values = values
+        self.lookup: Callable[[str], Any] = self._lookup
+
+    def _lookup(self, name: str) -> Any:
+        value = self._values.get(name)
+        return value if value is not None else self._base.lookup(name)
+
+    def lookup_key(self, name: str, key: str) -> KeyLookup:
+        found = self._values.get(name)
+        if found is None:
+            return self._base.lookup_key(name, key)
+        if not isinstance(found, Mapping):
+            return ABSENT_MAP
+        value: str | None = found.get(key)
+        return value
 
 
 def _actions(
@@ -244,10 +329,21 @@ class HandlerPool:
         self._env = env
         self._live: dict[HandlerKey, Handler] = {}
         self._in_force: set[HandlerKey] = set()
+        self._current: tuple[list[Resource], Runtime] | None = None
 
     async def runtime(self, resources: Iterable[Resource]) -> Runtime:
-        """Compile and build; raises ConfigError (nothing changes) if anything is wrong."""
-        config = compile_mixer_config(resources)
+        """Compile and build; raises ConfigError (the rules in force stay) if anything is wrong.
+
+        The registry among `resources` (Pods, WorkloadEntries) goes to the environment's
+        workloads, which attribute generators read per request, whether or not the rest
+        compiles; when only the registry changed, the runtime in force is returned as it is.
+        """
+        resources = list(resources)
+        policy = [r for r in resources if r.kind.id not in REGISTRY_KIND_IDS]
+        self._env.workloads.update(r for r in resources if r.kind.id in REGISTRY_KIND_IDS)
+        if self._current is not None and self._current[0] == policy:
+            return self._current[1]
+        config = compile_mixer_config(policy)
         if config.problems:
             raise ConfigError("; ".join(str(problem) for problem in config.problems))
         used = {action.handler.name for rule in config.rules for action in rule.actions}
@@ -285,7 +381,9 @@ class HandlerPool:
         self._live.update(built)
         self._in_force = set(wanted.values())
         handlers = {name: self._live[key] for name, key in wanted.items()}
-        return Runtime(config, handlers)
+        runtime = Runtime(config, handlers)
+        self._current = (policy, runtime)
+        return runtime
 
     async def retire_unused(self) -> None:
         """Close the handlers the configuration in force does not use."""
@@ -296,6 +394,7 @@ class HandlerPool:
         await _close_all(self._live.values())
         self._live.clear()
         self._in_force.clear()
+        self._current = None
 
 
 async def _close_all(handlers: Iterable[Handler]) -> None:

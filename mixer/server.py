@@ -10,7 +10,9 @@ Istio's port numbers).
 Configuration comes from a directory or from galley (`config_source`). Every change is
 compiled into a new `Runtime` (rules, instances and handlers; unchanged handlers are kept with
 their state); one that fails to compile is logged and counted and the previous one stays in
-force. Changes are applied by one task, latest first: a burst of changes compiles once.
+force. Changes are applied by one task, latest first: a burst of changes compiles once. The
+Pods and WorkloadEntries that come with the configuration (for the kubernetesenv adapter) are
+indexed on every change; a change of only those keeps the runtime and empties the Check cache.
 
 `Mixer` owns its tasks (the config source, the applier), its gRPC server, both HTTP servers and
 its handlers; `stop()` ends all of them.

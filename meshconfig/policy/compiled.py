@@ -23,7 +23,14 @@ from its expression, in a dict keyed by the proto field names (snake_case). Buil
 (`meshconfig.policy.templates`) have their field types checked; an instance of another
 (out-of-process) template has every expression compiled with whatever type it has. Handlers
 keep their params raw: each adapter validates its own (at run time, in mixer). Rule `sampling`
-and instance `attributeBindings` are kept raw, unevaluated.
+is kept raw, unevaluated.
+
+An instance of an attribute-generating template (`kubernetes`) also has its
+`attributeBindings` compiled: attribute name -> expression over the request's attributes and
+the adapter's output, read as `$out.<field>` and typed by the template's outputs; each
+expression must have the bound attribute's type. `CompiledInstance.bind(outputs, bag)` gives
+the attributes an adapter's output sets. Other instances keep their bindings raw (an
+out-of-process template declares outputs Mixer does not model).
 
 This is the config language shared by galley (which validates with it) and mixer (which runs
 it): it imports nothing from any service, and what it evaluates are pure functions of (config,
@@ -41,8 +48,10 @@ from typing import Any
 from meshconfig import ConfigValidationError, FieldError, Resource
 from meshconfig.policy import GROUP, LEGACY_ADAPTER_KINDS, LEGACY_TEMPLATE_KINDS
 from meshconfig.policy.attributes import (
+    ABSENT_MAP,
     ISTIO_VOCABULARY,
     Attributes,
+    KeyLookup,
     ValueType,
     manifest_attributes,
 )
@@ -63,10 +72,12 @@ from meshconfig.policy.quota_charges import (
 )
 from meshconfig.policy.templates import (
     ADAPTER_TEMPLATES,
+    OUTPUT_PREFIX,
     TEMPLATES,
     TEXT_TYPES,
     FieldType,
     MapOf,
+    Template,
     Variety,
 )
 
@@ -99,10 +110,27 @@ class CompiledInstance:
     template: str
     variety: Variety | None  # None: a template Mixer does not know (out of process)
     params: Mapping[str, Any]  # as written
-    attribute_bindings: Mapping[str, str]  # kept raw (attribute generators' outputs)
+    attribute_bindings: Mapping[str, str]  # as written
     expressions: Mapping[str, CompiledExpression]  # by field path ("dimensions.source")
     resource: Resource
     _build: Builder = field(repr=False, compare=False)
+    # An attribute generator's bindings, compiled: attribute name -> expression (reads `$out`).
+    bindings: Mapping[str, CompiledExpression] = field(default_factory=lambda: MappingProxyType({}))
+
+    def bind(self, outputs: Mapping[str, Any], bag: Attributes) -> dict[str, Any]:
+        """The attributes an adapter's `outputs` (the template's output fields; absent ones
+        left out) set for one request: every binding that evaluates. A binding that cannot
+        (an absent output or attribute with no default) sets nothing."""
+        view = OutputAttributes(bag, outputs)
+        values: dict[str, Any] = {}
+        for name, expression in self.bindings.items():
+            try:
+                value = expression.evaluate(view)
+            except EvaluationError:
+                continue
+            if value is not None:
+                values[name] = value
+        return values
 
     def build(self, bag: Attributes) -> dict[str, Any]:
         """The instance's field values for one request (fields left unset are absent).
@@ -118,6 +146,31 @@ class CompiledInstance:
                 f"instance {self.name}, field {path}: {error.message}", error.text, error.offset
             ) from None
         return built
+
+
+class OutputAttributes:
+    """`bag` with an attribute generator's `outputs` readable as `$out.<field>`."""
+
+    __slots__ = ("_bag", "_outputs", "lookup")
+
+    def __init__(self, bag: Attributes, outputs: Mapping[str, Any]) -> None:
+        self._bag = bag
+        self._outputs = outputs
+        self.lookup: Callable[[str], Any] = self._lookup
+
+    def _lookup(self, name: str) -> Any:
+        if name.startswith(OUTPUT_PREFIX):
+            return self._outputs.get(name[len(OUTPUT_PREFIX) :])
+        return self._bag.lookup(name)
+
+    def lookup_key(self, name: str, key: str) -> KeyLookup:
+        if not name.startswith(OUTPUT_PREFIX):
+            return self._bag.lookup_key(name, key)
+        found = self._outputs.get(name[len(OUTPUT_PREFIX) :])
+        if found is None:
+            return ABSENT_MAP
+        value: str | None = found.get(key)
+        return value
 
 
 def _fails(expression: CompiledExpression, bag: Attributes) -> bool:
@@ -338,6 +391,9 @@ class _Compiler:
             build = self._message(resource, template.fields, params, prefix, "", expressions)
         else:
             build = self._untyped(resource, params, prefix, "", expressions)
+        compiled_bindings: Mapping[str, CompiledExpression] = {}
+        if template is not None and template.variety is Variety.ATTRIBUTE_GENERATOR:
+            compiled_bindings = self._bindings(resource, template, bindings)
         if len(self.problems.get(resource.key, (resource, []))[1]) > before:
             self.invalid.add(name)
             return
@@ -351,7 +407,31 @@ class _Compiler:
             expressions=MappingProxyType(expressions),
             resource=resource,
             _build=build,
+            bindings=MappingProxyType(dict(compiled_bindings)),
         )
+
+    def _bindings(
+        self, resource: Resource, template: Template, bindings: Mapping[str, Any]
+    ) -> dict[str, CompiledExpression]:
+        """An attribute generator's `attributeBindings`, each typed as its attribute."""
+        vocabulary = {
+            **self.vocabulary,
+            **{OUTPUT_PREFIX + output: kind for output, kind in template.outputs.items()},
+        }
+        compiled: dict[str, CompiledExpression] = {}
+        for attribute, text in bindings.items():
+            where = f"spec.attributeBindings.{attribute}"
+            wanted = self.vocabulary.get(attribute)
+            if wanted is None:
+                self.problem(resource, where, f"unknown attribute {attribute!r}")
+                continue
+            if not isinstance(text, str):
+                self.problem(resource, where, "must be an expression string")
+                continue
+            expression = self._expression(resource, text, where, wanted, vocabulary)
+            if expression is not None:
+                compiled[attribute] = expression
+        return compiled
 
     def _expression(
         self,

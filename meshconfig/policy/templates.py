@@ -2,7 +2,8 @@
 
 A template is the shape of the data an instance hands to a handler: its fields (proto field
 names, snake_case), each with the type its expression must have, and its `Variety` (when Mixer
-uses its instances: check, quota, report, attribute generation). `TEMPLATES` lists Istio 1.4's
+uses its instances: check, quota, report, attribute generation) and, for an attribute
+generator, its typed outputs (`$out.<field>` in attribute bindings). `TEMPLATES` lists Istio 1.4's
 compiled-in templates; an instance of a template not listed is an out-of-process one, whose
 expressions are compiled with whatever type they have. `ADAPTER_TEMPLATES` lists which
 templates each common compiled-in adapter supports, so a rule sending an adapter instances it
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -51,8 +52,38 @@ TEXT_TYPES: Final = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Template:
+    """`outputs`: what an attribute generator's adapter returns (its OutputTemplate), each
+    output field typed: an instance's `attributeBindings` read them as `$out.<field>`."""
+
     variety: Variety
     fields: Mapping[str, FieldType]
+    outputs: Mapping[str, ValueType] = field(default_factory=lambda: MappingProxyType({}))
+
+
+OUTPUT_PREFIX: Final = "$out."
+
+# The kubernetes template's OutputTemplate (Istio 1.4's mixer/adapter/kubernetesenv/template):
+# the source's and destination's pod and workload.
+_KUBERNETES_OUTPUTS: Final[Mapping[str, ValueType]] = MappingProxyType(
+    {
+        f"{side}_{name}": kind
+        for side in ("source", "destination")
+        for name, kind in (
+            ("pod_uid", ValueType.STRING),
+            ("pod_ip", ValueType.IP_ADDRESS),
+            ("pod_name", ValueType.STRING),
+            ("labels", ValueType.STRING_MAP),
+            ("namespace", ValueType.STRING),
+            ("service_account_name", ValueType.STRING),
+            ("host_ip", ValueType.IP_ADDRESS),
+            ("workload_uid", ValueType.STRING),
+            ("workload_name", ValueType.STRING),
+            ("workload_namespace", ValueType.STRING),
+            ("owner", ValueType.STRING),
+            *((("container_name", ValueType.STRING),) if side == "destination" else ()),
+        )
+    }
+)
 
 
 # Istio 1.4's compiled-in templates and their fields (proto field names).
@@ -144,6 +175,7 @@ TEMPLATES: Final[Mapping[str, Template]] = MappingProxyType(
                 **dict.fromkeys(("source_ip", "destination_ip", "origin_ip"), IP),
                 "destination_port": I64,
             },
+            _KUBERNETES_OUTPUTS,
         ),
     }
 )

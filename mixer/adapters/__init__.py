@@ -9,6 +9,7 @@ from types import MappingProxyType
 
 from mixer.adapters import (
     denier,
+    kubernetesenv,
     listchecker,
     memquota,
     prometheus,
@@ -21,6 +22,15 @@ from mixer.adapters.base import Adapter
 ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType(
     {
         module.ADAPTER.name: module.ADAPTER
-        for module in (denier, listchecker, memquota, prometheus, redisquota, servicegraph, stdio)
+        for module in (
+            denier,
+            kubernetesenv,
+            listchecker,
+            memquota,
+            prometheus,
+            redisquota,
+            servicegraph,
+            stdio,
+        )
     }
 )

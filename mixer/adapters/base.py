@@ -9,9 +9,11 @@ survive unrelated changes), calls `start()` once and `close()` when the handler 
 Instances reach handlers already evaluated: an `Instance` is the template's fields with the
 attribute expressions replaced by their values. Check templates (checknothing, listentry, ...)
 go to `check`, the quota template to `quota`, report templates (metric, logentry, ...) in
-batches to `report`. `check` and `quota` are coroutines so that an adapter may ask a server;
-the in-process adapters answer without suspending. `report` must not block: adapters that
-write somewhere slow buffer.
+batches to `report`, attribute-generating templates (kubernetes) to `generate`, which returns
+the template's output fields (the instance's attribute bindings read them as `$out.<field>`)
+before the other phases run. `check` and `quota` are coroutines so that an adapter may ask a
+server; the in-process adapters answer without suspending. `report` and `generate` must not
+block: adapters that write somewhere slow buffer.
 
 Statuses use google.rpc codes, as Istio's adapters did.
 """
@@ -29,6 +31,7 @@ from pydantic import BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
 from meshconfig.base import duration_seconds
+from mixer.workloads import Workloads
 
 # google.rpc.Code values adapters answer with.
 OK = 0
@@ -109,13 +112,15 @@ class QuotaResult:
 
 @dataclass
 class Environment:
-    """What Mixer lends its handlers: the registry served on 42422, and the clock (seconds,
-    monotonic) that windows and caches count with, which tests may replace."""
+    """What Mixer lends its handlers: the registry served on 42422, the clock (seconds,
+    monotonic) that windows and caches count with, which tests may replace, and the workloads
+    (Pods, WorkloadEntries) Mixer received with its configuration."""
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     clock: Callable[[], float] = time.monotonic
     # State an adapter keeps across rebuilds of its handlers, under the adapter's name.
     shared: dict[str, Any] = field(default_factory=dict)
+    workloads: Workloads = field(default_factory=Workloads)
 
 
 class Handler:
@@ -136,6 +141,10 @@ class Handler:
 
     def report(self, instances: Sequence[Instance]) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not take reports")
+
+    def generate(self, instance: Instance) -> Mapping[str, Any]:
+        """An attribute generator's output fields for one instance (absent ones left out)."""
+        raise NotImplementedError(f"{type(self).__name__} does not generate attributes")
 
 
 class Adapter(Protocol):

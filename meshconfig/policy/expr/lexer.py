@@ -3,7 +3,9 @@
 Istio parses Mixer expressions with Go's expression parser, so literals are Go's: decimal
 integers and floats, double-quoted strings with Go escapes (`\\n`, `\\x41`, `\\u00e9`, ...)
 and back-quoted raw strings. Operators Mixer never gives a meaning to (`*`, `/`, `%`, `&`,
-`^`, ...) are rejected here with their position instead of failing later.
+`^`, ...) are rejected here with their position instead of failing later. A name may start
+with `$` (`$out.source_pod_name`): attribute bindings read an attribute generator's outputs
+so, and only their vocabulary has such names.
 """
 
 from __future__ import annotations
@@ -79,6 +81,12 @@ def tokenize(text: str) -> list[Token]:
             assert ident is not None
             stop = ident.end()
             tokens.append(Token("ident", ident.group(), pos, ident.group()))
+        elif char == "$":  # `$out`: an attribute generator's output, in attribute bindings
+            ident = _IDENT.match(text, pos + 1)
+            if ident is None:
+                raise ParseError("'$' must start a name such as $out", text, pos)
+            stop = ident.end()
+            tokens.append(Token("ident", text[pos:stop], pos, text[pos:stop]))
         elif char in PUNCTUATION:
             stop = pos + 1
             tokens.append(Token("punct", char, pos, char))
