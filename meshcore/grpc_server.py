@@ -1,9 +1,11 @@
 """Creating grpc.aio servers with the options every mesh service needs.
 
-The defaults that matter at scale live here once: how many concurrent incoming calls grpc
-accepts before it answers INTERNAL (`grpc.max_pending_requests`, 1000 by default, too low for
-an xDS server with thousands of proxies), the largest message accepted (larger requests fail
-with RESOURCE_EXHAUSTED), and keepalive so dead peers are noticed.
+The defaults that matter at scale live here once: how many incoming calls grpc holds before
+the application takes them (`grpc.server.max_pending_requests`, 1000 by default, and its hard
+limit, 3000: beyond them grpc refuses calls, which a client sees as a bare INTERNAL or
+CANCELLED; too low for an xDS server that thousands of proxies connect to at once), the largest
+message accepted (larger requests fail with RESOURCE_EXHAUSTED), and keepalive so dead peers are
+noticed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ def create_server(
     options = [
         ("grpc.max_receive_message_length", max_receive_message_bytes),
         ("grpc.max_send_message_length", 256 * 1024 * 1024),
-        ("grpc.max_pending_requests", max_concurrent_streams),
+        ("grpc.server.max_pending_requests", max_concurrent_streams),
+        ("grpc.server.max_pending_requests_hard_limit", max_concurrent_streams),
         ("grpc.max_concurrent_streams", max_concurrent_streams),
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),

@@ -17,6 +17,7 @@ Plaintext streams carry no certificate and are not checked.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from pilot.registry import autoregister
 from pilot.snapshots import SnapshotGenerator
 
 log = logging.getLogger(__name__)
+
+_PROXIES_PER_TURN = 50
 
 
 @dataclass(slots=True)
@@ -111,14 +114,23 @@ class DiscoveryService:
     # Pushes
 
     async def push(self, request: PushRequest, context: PushContext) -> None:
-        """Install `context` and republish the snapshot of every connected proxy."""
+        """Install `context` and republish the snapshot of every connected proxy.
+
+        A proxy whose config did not change keeps its snapshot, and its streams are not woken.
+        Every few proxies the event loop gets a turn, so that streams start sending what is
+        ready while the rest is generated.
+        """
         self.context = context
         self._metrics.full_pushes.labels("full" if request.full else "endpoint").inc()
-        for key, connection in self._connections.items():
+        for index, (key, connection) in enumerate(list(self._connections.items())):
+            if index % _PROXIES_PER_TURN == _PROXIES_PER_TURN - 1:
+                await asyncio.sleep(0)
+            if self._connections.get(key) is not connection:
+                continue  # it disconnected meanwhile
             previous = self.cache.get(key)
             proxy = connection.proxy
             if request.full or previous is None or proxy.ip in request.workload_addresses:
-                snapshot = self._generator.full(context, proxy)
+                snapshot = self._generator.full(context, proxy, previous)
             else:
                 snapshot = self._generator.endpoints_only(
                     previous, context, proxy, request.endpoints

@@ -6,16 +6,18 @@ workloads a selector picks, which port an endpoint listens on, which services a 
 workload backs), so generating for a thousand proxies never repeats that work, and a push
 in flight keeps a consistent view while the next context is being built. Sidecar scopes are
 the exception: computed on first use per (namespace, Sidecar), since only the namespaces of
-connected proxies need one, and memoized for the life of the context.
+connected proxies need one, and memoized for the life of the context. Generators memoize the
+same way (`memo`) what several views would otherwise build alike, such as a service's cluster
+seen from every namespace the same DestinationRule applies to.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from pilot.istio_config import IstioConfig, config_key
 from pilot.mesh_config import DEFAULT_MESH, MeshConfig
@@ -36,6 +38,8 @@ from pilot.registry import RegistrySnapshot
 from pilot.security_policies import MtlsMode
 from pilot.sidecar_scope import SidecarScope
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True, slots=True)
 class PushContext:
@@ -51,6 +55,7 @@ class PushContext:
     # only labels that split sidecar views (most meshes have none, so sidecars keep sharing).
     _source_label_keys: frozenset[str] = frozenset()
     _scopes: dict[tuple[str, str], SidecarScope] = field(default_factory=dict, compare=False)
+    _memo: dict[Hashable, Any] = field(default_factory=dict, compare=False)
     # RequestAuthentication key sets pilot fetched, by URL (`pilot.jwks`).
     jwks: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     mesh: MeshConfig = DEFAULT_MESH
@@ -67,13 +72,18 @@ class PushContext:
         config = config or IstioConfig()
         services = tuple(sorted(registry.services, key=lambda s: s.hostname))
         workloads_by_namespace: dict[str, list[WorkloadInstance]] = defaultdict(list)
+        # Namespace and one label -> the workloads carrying it, so that a service's selector
+        # is checked against the few its first label picks instead of the whole namespace.
+        by_label: dict[tuple[str, str, str], list[WorkloadInstance]] = defaultdict(list)
         for workload in registry.workloads:
             workloads_by_namespace[workload.namespace].append(workload)
+            for label in workload.labels.items():
+                by_label[(workload.namespace, *label)].append(workload)
 
         endpoints: dict[tuple[str, int], tuple[Endpoint, ...]] = {}
         instances: dict[str, list[ServiceInstance]] = defaultdict(list)
         for service in services:
-            backing = _backing_workloads(service, workloads_by_namespace[service.namespace])
+            backing = _backing_workloads(service, workloads_by_namespace, by_label)
             for port in service.ports:
                 port_endpoints = []
                 for workload in backing:
@@ -96,6 +106,47 @@ class PushContext:
             jwks=jwks,
             mesh=mesh,
         )
+
+    def memo(self, key: Hashable, build: Callable[[], T]) -> T:
+        """`build()`, once per `key` for the life of this context. A key must name everything
+        the result depends on besides this context (objects by `id` only if this context
+        keeps them alive, as it does its services and scopes)."""
+        try:
+            found: T = self._memo[key]
+        except KeyError:
+            found = self._memo[key] = build()
+        return found
+
+    def differs_only_in_routing(self, other: PushContext) -> bool:
+        """Whether `other` has the same registry, mesh config, key sets and Istio config save
+        its VirtualServices and Gateways. Then every proxy's inbound side is the same in both,
+        and so are a view's clusters and endpoints if its Sidecar scope imports the same
+        services (a VirtualService can import a service's port into a scope)."""
+        return (
+            self.services == other.services
+            and self._endpoints == other._endpoints
+            and self._instances_by_address == other._instances_by_address
+            and self.mesh == other.mesh
+            and self.jwks == other.jwks
+            and _without_routing(self.config) == _without_routing(other.config)
+        )
+
+    def inbound_unchanged(self, other: PushContext, proxy: Proxy) -> bool:
+        """Whether a proxy's own side (inbound clusters and listeners, which its instances,
+        Sidecar, security policies, key sets and mesh config decide) is the same in `other`.
+        DestinationRules, VirtualServices and Gateways do not reach it; other services do only
+        through a Sidecar's egress proxy."""
+        _, same_inputs = self.memo(
+            ("inbound-inputs", id(other)),
+            lambda: (
+                other,  # kept alive with the answer, so its id names it
+                self.mesh == other.mesh
+                and self.jwks == other.jwks
+                and _without_outbound(self.config) == _without_outbound(other.config)
+                and (not self.config.sidecars or self.services == other.services),
+            ),
+        )
+        return same_inputs and self.instances_for(proxy) == other.instances_for(proxy)
 
     def service(self, hostname: str) -> Service | None:
         return self._by_hostname.get(hostname)
@@ -140,6 +191,14 @@ class PushContext:
         return tuple(sorted(found, key=lambda i: (i.service.hostname, i.port.number)))
 
 
+def _without_routing(config: IstioConfig) -> IstioConfig:
+    return replace(config, virtual_services=(), gateways=())
+
+
+def _without_outbound(config: IstioConfig) -> IstioConfig:
+    return replace(config, virtual_services=(), gateways=(), destination_rules=())
+
+
 def _source_label_keys(config: IstioConfig) -> frozenset[str]:
     keys: set[str] = set()
     for vs in config.virtual_services:
@@ -165,11 +224,21 @@ def _mtls_marked(
 
 
 def _backing_workloads(
-    service: Service, namespace_workloads: Iterable[WorkloadInstance]
+    service: Service,
+    by_namespace: Mapping[str, list[WorkloadInstance]],
+    by_label: Mapping[tuple[str, str, str], list[WorkloadInstance]],
 ) -> list[WorkloadInstance]:
-    if service.workload_selector is None:
+    """The workloads a service selects, in registry order (or its inline endpoints)."""
+    selector = service.workload_selector
+    if selector is None:
         return list(service.endpoints)
-    return [w for w in namespace_workloads if service.selects(w)]
+    first = next(iter(selector.items()), None)
+    candidates = (
+        by_namespace.get(service.namespace, ())
+        if first is None
+        else by_label.get((service.namespace, *first), ())
+    )
+    return [w for w in candidates if service.selects(w)]
 
 
 def _order(endpoint: Endpoint) -> tuple[str, str, int]:

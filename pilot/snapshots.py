@@ -4,8 +4,22 @@ Generation is per proxy *view*, not per proxy: the outbound side (clusters, rout
 endpoints) depends only on `PushContext.view_for(proxy)` (type, namespace, the Sidecar that
 applies), so proxies with equal views share one generated and serialized result for the life
 of a push context. Only the small per-proxy part (inbound
-clusters, listeners bound to the proxy's own address) is built for each proxy. An endpoints-
-only change regenerates just the affected ClusterLoadAssignments, once for all proxies.
+clusters, listeners bound to the proxy's own address) is built for each proxy, and added onto
+the view's snapshot without copying or re-digesting it (`TypeSnapshot.extend`). An endpoints-
+only change regenerates just the affected ClusterLoadAssignments, once for all proxies that
+share the same endpoints snapshot.
+
+Nothing is regenerated that cannot have changed since the previous push context: a proxy
+keeps its inbound side while its inputs are equal (`PushContext.inbound_unchanged`: a service
+added elsewhere, a VirtualService edited), and when a change touches only VirtualServices and
+Gateways (`PushContext.differs_only_in_routing`) a view whose Sidecar scope imports the same
+services keeps its clusters and endpoints too; routes and outbound listeners are built anew.
+
+Equal content is one object, across views and across push contexts: a view's type snapshot
+whose version an earlier one already had is that earlier object (`_intern`), and a proxy's new
+snapshot keeps the type snapshots of its previous one whose versions did not change, or is the
+previous snapshot itself when nothing changed. Streams then skip unchanged types at once, and
+encoded bodies and diffs computed for one stream serve all the others.
 
 Routers (gateways) share clusters and endpoints the same way; their route configs come from
 the Gateways their labels select (`gateway_routes`), and their listeners are translated once
@@ -47,10 +61,27 @@ def _resources(messages: Iterable[Message], attribute: str = "name") -> list[Res
     return [Resource.from_message(getattr(m, attribute), m) for m in messages]
 
 
+def _reuse(previous: Snapshot | None, fresh: Snapshot) -> Snapshot:
+    """`fresh`, keeping each type snapshot of `previous` with an unchanged version, or
+    `previous` itself if every type is unchanged."""
+    if previous is None:
+        return fresh
+    old = previous.types
+    if old.keys() != fresh.types.keys():
+        return fresh
+    kept = {}
+    for type_url, snapshot in fresh.types.items():
+        before = old[type_url]
+        kept[type_url] = before if before.version == snapshot.version else snapshot
+    if all(kept[t] is old[t] for t in kept):
+        return previous
+    return Snapshot(MappingProxyType(kept))
+
+
 @dataclass(frozen=True, slots=True)
 class _ViewConfig:
-    clusters: tuple[Resource, ...]
-    listeners: tuple[Resource, ...]
+    clusters: TypeSnapshot
+    listeners: TypeSnapshot
     routes: TypeSnapshot
     endpoints: TypeSnapshot
     unbound_listeners: tuple[listener_pb2.Listener, ...]  # a router's, bound per proxy
@@ -62,69 +93,154 @@ class SnapshotGenerator:
 
     def __init__(self) -> None:
         self._context_version: str | None = None
+        self._context: PushContext | None = None
+        self._previous_context: PushContext | None = None
+        self._routing_only: bool | None = None  # between these two contexts; None: not known
         self._views: dict[ProxyView, _ViewConfig] = {}
+        self._previous_views: dict[ProxyView, _ViewConfig] = {}
+        # Each proxy's own clusters and listeners (before any bound to a router's address), by
+        # id, with the proxy: this context's, and the previous context's to reuse.
+        self._own: dict[int, tuple[Proxy, list[Resource], list[Resource]]] = {}
+        self._previous_own: dict[int, tuple[Proxy, list[Resource], list[Resource]]] = {}
         # Keyed by name, and for subset clusters by view too (the view picks the rule that
         # defines the subset); other clusters' assignments are shared by every view.
         self._load_assignments: dict[tuple[str, ProxyView | None], Resource | None] = {}
+        # Messages the context memoizes for several views (clusters, endpoints), encoded once;
+        # keyed by id, the message kept alive alongside.
+        self._encoded: dict[int, tuple[Message, Resource]] = {}
+        # Type snapshots by version: this context's, and the previous context's to reuse.
+        self._interned: dict[str, TypeSnapshot] = {}
+        self._previous_interned: dict[str, TypeSnapshot] = {}
+        # Endpoint updates per (endpoints snapshot, view, hostnames) for the current context.
+        self._eds_updates: dict[
+            tuple[int, ProxyView, frozenset[str]], tuple[TypeSnapshot, TypeSnapshot]
+        ] = {}
         self._grpc = grpc_proxyless.GrpcSnapshots()
 
-    def full(self, ctx: PushContext, proxy: Proxy) -> Snapshot:
+    def full(self, ctx: PushContext, proxy: Proxy, previous: Snapshot | None = None) -> Snapshot:
+        """The proxy's snapshot; with `previous`, sharing what did not change (`previous`
+        itself if nothing did)."""
         if proxy.proxyless_grpc:
-            return self._grpc.snapshot(ctx, ctx.view_for(proxy))
+            return _reuse(previous, self._grpc.snapshot(ctx, ctx.view_for(proxy)))
         shared = self._view(ctx, ctx.view_for(proxy))
-        own_clusters = _resources(clusters.inbound_clusters(ctx, proxy))
-        own_listeners = _resources(
-            (
-                *listeners.proxy_listeners(ctx, proxy),
-                *gateways.bind(shared.unbound_listeners, proxy.ip),
-            )
-        )
+        own_clusters, own_listeners = self._own_config(ctx, proxy)
+        if shared.unbound_listeners:
+            bound = gateways.bind(shared.unbound_listeners, proxy.ip)
+            own_listeners = [*own_listeners, *_resources(bound)]
         by_type = {
-            types.CLUSTER: TypeSnapshot.of((*shared.clusters, *own_clusters)),
+            types.CLUSTER: shared.clusters.extend(own_clusters),
             types.ENDPOINT: shared.endpoints,
-            types.LISTENER: TypeSnapshot.of((*shared.listeners, *own_listeners)),
+            types.LISTENER: shared.listeners.extend(own_listeners),
             types.ROUTE: shared.routes,
         }
         if shared.secrets is not None:
             by_type[types.SECRET] = shared.secrets
-        return Snapshot(MappingProxyType(by_type))
+        return _reuse(previous, Snapshot(MappingProxyType(by_type)))
 
     def endpoints_only(
         self, previous: Snapshot, ctx: PushContext, proxy: Proxy, hostnames: frozenset[str]
     ) -> Snapshot:
-        """`previous` with fresh endpoints for `hostnames`; `previous` itself if none changed."""
+        """`previous` with fresh endpoints for `hostnames`; `previous` itself if none changed.
+        Proxies sharing an endpoints snapshot (a view) share the work and the result."""
         self._use(ctx)
         current = previous.get(types.ENDPOINT)
         if current is None:
             return self.full(ctx, proxy)
+        view = ctx.view_for(proxy)
+        key = (id(current), view, hostnames)
+        found = self._eds_updates.get(key)
+        if found is None or found[0] is not current:
+            found = self._eds_updates[key] = (
+                current,
+                self._updated_endpoints(ctx, current, view, hostnames),
+            )
+        updated = found[1]
+        return previous if updated is current else previous.replace(types.ENDPOINT, updated)
+
+    def _updated_endpoints(
+        self, ctx: PushContext, current: TypeSnapshot, view: ProxyView, hostnames: frozenset[str]
+    ) -> TypeSnapshot:
         updated = dict(current.resources)
         changed = False
         for name, old in current.resources.items():
             parsed = names.parse_outbound_cluster(name)
             if parsed is None or parsed.hostname not in hostnames:
                 continue
-            fresh = self._load_assignment(ctx, name, ctx.view_for(proxy), bool(parsed.subset))
+            fresh = self._load_assignment(ctx, name, view, bool(parsed.subset))
             if fresh is None:
                 del updated[name]
                 changed = True
             elif fresh.version != old.version:
                 updated[name] = fresh
                 changed = True
-        if not changed:
-            return previous
-        return previous.replace(types.ENDPOINT, TypeSnapshot.of(updated.values()))
+        return self._intern(TypeSnapshot.of(updated.values())) if changed else current
+
+    def _own_config(self, ctx: PushContext, proxy: Proxy) -> tuple[list[Resource], list[Resource]]:
+        """The proxy's inbound clusters and its own listeners, kept from the previous context
+        when their inputs did not change."""
+        found = self._own.get(id(proxy))
+        if found is None or found[0] is not proxy:
+            prior = self._previous_own.get(id(proxy))
+            before = self._previous_context
+            if (
+                prior is not None
+                and prior[0] is proxy
+                and before is not None
+                and ctx.inbound_unchanged(before, proxy)
+            ):
+                found = prior
+            else:
+                found = (
+                    proxy,
+                    _resources(clusters.inbound_clusters(ctx, proxy)),
+                    _resources(listeners.proxy_listeners(ctx, proxy)),
+                )
+            self._own[id(proxy)] = found
+        return found[1], found[2]
+
+    def _only_routing_changed(self) -> bool:
+        """Whether the current context differs from the previous one in routing alone."""
+        if self._routing_only is None:
+            before, now = self._previous_context, self._context
+            self._routing_only = (
+                before is not None and now is not None and now.differs_only_in_routing(before)
+            )
+        return self._routing_only
 
     def _use(self, ctx: PushContext) -> None:
         if ctx.version != self._context_version:
             self._context_version = ctx.version
-            self._views.clear()
+            self._previous_context, self._context = self._context, ctx
+            self._routing_only = None
+            self._previous_views, self._views = self._views, {}
+            self._previous_own, self._own = self._own, {}
             self._load_assignments.clear()
+            self._encoded.clear()
+            self._eds_updates.clear()
+            self._previous_interned, self._interned = self._interned, {}
+
+    def _intern(self, snapshot: TypeSnapshot) -> TypeSnapshot:
+        """The snapshot of this version already made in this or the previous context, if any."""
+        version = snapshot.version
+        found = self._interned.get(version) or self._previous_interned.get(version) or snapshot
+        self._interned[version] = found
+        return found
+
+    def _encode_shared(self, messages: Iterable[Message], attribute: str) -> list[Resource]:
+        """Resources of messages the context memoizes for several views, each encoded once."""
+        out = []
+        for message in messages:
+            found = self._encoded.get(id(message))
+            if found is None or found[0] is not message:
+                resource = Resource.from_message(getattr(message, attribute), message)
+                found = self._encoded[id(message)] = (message, resource)
+            out.append(found[1])
+        return out
 
     def _view(self, ctx: PushContext, view: ProxyView) -> _ViewConfig:
         self._use(ctx)
         found = self._views.get(view)
         if found is None:
-            eds = _resources(endpoints.load_assignments(ctx, view), "cluster_name")
             unbound: list[listener_pb2.Listener] = []
             sds = None
             if view.type is NodeType.ROUTER:
@@ -132,18 +248,37 @@ class SnapshotGenerator:
                 unbound = gateways.gateway_listeners(ctx, view, merged)
                 route_configs = gateway_routes.gateway_routes(ctx, view, merged)
                 credentials = secrets.gateway_secrets(ctx.config, view.namespace, merged)
-                sds = TypeSnapshot.of(_resources(credentials))
+                sds = self._intern(TypeSnapshot.of(_resources(credentials)))
             else:
                 route_configs = routes.outbound_routes(ctx, view)
+            cluster_snapshot, endpoint_snapshot = self._clusters(ctx, view)
             found = self._views[view] = _ViewConfig(
-                clusters=tuple(_resources(clusters.outbound_clusters(ctx, view))),
-                listeners=tuple(_resources(listeners.outbound_listeners(ctx, view))),
-                routes=TypeSnapshot.of(_resources(route_configs)),
-                endpoints=TypeSnapshot.of(eds),
+                clusters=cluster_snapshot,
+                listeners=self._intern(
+                    TypeSnapshot.of(_resources(listeners.outbound_listeners(ctx, view)))
+                ),
+                routes=self._intern(TypeSnapshot.of(_resources(route_configs))),
+                endpoints=endpoint_snapshot,
                 unbound_listeners=tuple(unbound),
                 secrets=sds,
             )
         return found
+
+    def _clusters(self, ctx: PushContext, view: ProxyView) -> tuple[TypeSnapshot, TypeSnapshot]:
+        """The view's outbound clusters and their endpoints, kept from the previous context
+        when only routing changed and the view's scope imports the same services."""
+        prior = self._previous_views.get(view)
+        before = self._previous_context
+        if (
+            prior is not None
+            and before is not None
+            and self._only_routing_changed()
+            and ctx.services_for(view) == before.services_for(view)
+        ):
+            return prior.clusters, prior.endpoints
+        outbound = self._encode_shared(clusters.outbound_clusters(ctx, view), "name")
+        eds = self._encode_shared(endpoints.load_assignments(ctx, view), "cluster_name")
+        return self._intern(TypeSnapshot.of(outbound)), self._intern(TypeSnapshot.of(eds))
 
     def _load_assignment(
         self, ctx: PushContext, cluster_name: str, view: ProxyView, subset: bool

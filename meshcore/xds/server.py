@@ -3,7 +3,11 @@
 One coroutine per stream owns two tasks: a reader that applies requests to the stream's
 protocol object, and a pusher that wakes on a request or a snapshot change, asks the protocol
 what to send, and writes it with a send timeout (a stuck client loses its stream instead of
-holding resources). Responses are pre-encoded bytes (see `resource.py`), so the response
+holding resources). At most `max_concurrent_pushes` streams build and write responses at once
+(Istio's push throttle): a change that reaches thousands of streams would otherwise hold
+thousands of encoded responses, and grpc's copies of them, in memory at once while slow
+readers drain. Wake-ups that arrive while a stream waits for its turn merge into one push of
+the latest snapshot. Responses are pre-encoded bytes (see `resource.py`), so the response
 serializer is the identity. Protocol violations end the stream with a clear gRPC status and a
 log line; other streams are unaffected. Requests larger than `max_request_bytes` are refused
 by the stream itself (RESOURCE_EXHAUSTED naming the sizes); grpc's own transport limit, set
@@ -29,6 +33,7 @@ from meshcore.xds.cache import SnapshotCache, SnapshotWatch
 from meshcore.xds.delta import DeltaProtocol
 from meshcore.xds.errors import InvalidNode
 from meshcore.xds.protocol import ClientReply
+from meshcore.xds.resource import Snapshot
 from meshcore.xds.sotw import SotwProtocol
 from meshcore.xds.status import StreamCallbacks, StreamError, StreamInfo
 
@@ -63,6 +68,10 @@ _SERVICES: dict[str, tuple[str | None, str, str]] = {
         "DeltaSecrets",
     ),
 }
+
+# How long a refused stream's status may take to go out; only a peer that reads nothing takes
+# longer (its status waits behind unread responses), and it is then dropped without one.
+_ABORT_TIMEOUT_S = 1.0
 
 Protocol = SotwProtocol | DeltaProtocol
 StreamHandler = Callable[[AsyncIterator[Any], grpc.aio.ServicerContext], Awaitable[None]]
@@ -108,6 +117,7 @@ class XdsServer:
         served_types: frozenset[str] = frozenset(types.PUSH_ORDER),
         send_timeout: float = 10.0,
         max_request_bytes: int = 1024 * 1024,
+        max_concurrent_pushes: int = 32,
     ) -> None:
         self.cache = cache
         self.streams: dict[int, StreamInfo] = {}
@@ -115,6 +125,7 @@ class XdsServer:
         self._served_types = served_types
         self._send_timeout = send_timeout
         self._max_request_bytes = max_request_bytes
+        self._push_slots = asyncio.Semaphore(max_concurrent_pushes)
         self._ids = itertools.count(1)
 
     def add_to(self, server: grpc.aio.Server) -> None:
@@ -223,14 +234,20 @@ class XdsServer:
             error.code.name,
             error.message,
         )
-        await context.abort(error.code, error.message)
+        try:
+            await asyncio.wait_for(context.abort(error.code, error.message), _ABORT_TIMEOUT_S)
+        except TimeoutError:
+            # The status queues behind the responses a stuck peer does not read, and would
+            # wait for it forever: give up on the call instead (grpc then cancels it).
+            raise asyncio.CancelledError from None
 
     async def _read(
         self, iterator: AsyncIterator[Any], protocol: Protocol, wake: asyncio.Event
     ) -> None:
         async for request in iterator:
             self._apply(protocol, request)
-            wake.set()
+            if protocol.needs_evaluation():  # a plain ACK needs no pusher turn
+                wake.set()
 
     def _apply(self, protocol: Protocol, request: Any) -> None:
         if isinstance(request, OversizedRequest):
@@ -262,23 +279,33 @@ class XdsServer:
         watch: SnapshotWatch,
         wake: asyncio.Event,
     ) -> None:
-        info = protocol.info
         while True:
             await wake.wait()
-            wake.clear()
-            snapshot = watch.snapshot
-            if snapshot is None:
-                continue
-            began = time.perf_counter()
-            for outgoing in protocol.responses(snapshot):
-                try:
-                    await asyncio.wait_for(context.write(outgoing.payload), self._send_timeout)
-                except TimeoutError:
-                    raise StreamError(
-                        grpc.StatusCode.UNAVAILABLE,
-                        f"sending {types.short_name(outgoing.type_url)} timed out after "
-                        f"{self._send_timeout}s",
-                    ) from None
-                self._callbacks.on_response_sent(
-                    info, outgoing.type_url, outgoing.resource_count, time.perf_counter() - began
-                )
+            async with self._push_slots:
+                wake.clear()
+                snapshot = watch.snapshot
+                if snapshot is not None:
+                    await self._send(context, protocol, snapshot)
+
+    async def _send(
+        self, context: grpc.aio.ServicerContext, protocol: Protocol, snapshot: Snapshot
+    ) -> None:
+        began = time.perf_counter()
+        for outgoing in protocol.responses(snapshot):
+            try:
+                # A deadline on this task, not wait_for's task per write: thousands of
+                # writes per push.
+                async with asyncio.timeout(self._send_timeout):
+                    await context.write(outgoing.payload)
+            except TimeoutError:
+                raise StreamError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"sending {types.short_name(outgoing.type_url)} timed out after "
+                    f"{self._send_timeout}s",
+                ) from None
+            self._callbacks.on_response_sent(
+                protocol.info,
+                outgoing.type_url,
+                outgoing.resource_count,
+                time.perf_counter() - began,
+            )

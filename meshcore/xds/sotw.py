@@ -5,35 +5,80 @@ send, following Envoy's xDS document: a fresh nonce per response; an ACK is neve
 NACK keeps the last good version and the rejected version is not sent again; a request echoing
 a stale nonce is ignored; wildcard versus named subscriptions with the legacy empty-list rule
 for LDS/CDS; names subscribed before they exist are remembered and sent when they appear;
-LDS/CDS responses carry the full set; types go out in `PUSH_ORDER`, and EDS is sent again
-after every CDS response so that warming clusters get their endpoints. The transport
-(`server.py`) owns the socket and calls in; keeping it free of I/O makes every rule unit-testable.
+LDS/CDS responses carry the full set; types go out in `PUSH_ORDER`, and the endpoints of every
+cluster a CDS response changed are sent again right after it, so that warming clusters get
+them. The transport (`server.py`) owns the socket and calls in; keeping it free of I/O makes
+every rule unit-testable.
+
+At scale (thousands of streams, a thousand EDS names each) the per-request and per-push work
+is kept small, since it is multiplied by every stream:
+
+- Envoy repeats every subscribed EDS name in each ACK. The names are compared still encoded
+  (`_names_key`), and equal lists share one set (`_name_set`), instead of building a thousand
+  strings per ACK per stream.
+- For EDS and RDS, which need not carry the full set, a version change sends only the
+  resources that changed since what the stream was last sent (its `basis`; Envoy updates the
+  ones in the response and keeps the others), and a request that only drops names is not
+  answered (as in Istio). A new subscription or a forced response still carries every name.
+- A response carrying a whole type concatenates the snapshot's pre-encoded body
+  (`TypeSnapshot.sotw_parts`), shared by every stream holding that snapshot.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from envoy.service.discovery.v3 import discovery_pb2
 
 from meshcore.xds import types
 from meshcore.xds.protocol import WILDCARD, ClientReply, Outgoing, StreamProtocol, push_order
-from meshcore.xds.resource import EMPTY_TYPE, Resource, Snapshot
+from meshcore.xds.resource import EMPTY_TYPE, Resource, Snapshot, TypeSnapshot
 from meshcore.xds.status import StreamInfo
+
+_NOT_NAMES = ("version_info", "node", "type_url", "response_nonce", "error_detail")
+# Encoded name list -> (the same bytes, its set): streams with equal lists share both objects.
+_NAME_SETS: dict[bytes, tuple[bytes, frozenset[str]]] = {}
+_NAME_SETS_LIMIT = 64
+
+Key = tuple[str, frozenset[str] | None]
+
+
+def _names_key(request: Any) -> bytes:
+    """The request's subscribed names, still encoded (comparing bytes is cheap)."""
+    if not len(request.resource_names):
+        return b""
+    names_only = type(request)()
+    names_only.CopyFrom(request)
+    for name in _NOT_NAMES:
+        names_only.ClearField(name)
+    encoded: bytes = names_only.SerializeToString()
+    return encoded
+
+
+def _name_set(key: bytes, requested: Iterable[str]) -> tuple[bytes, frozenset[str]]:
+    found = _NAME_SETS.get(key)
+    if found is None:
+        if len(_NAME_SETS) >= _NAME_SETS_LIMIT:
+            _NAME_SETS.clear()
+        found = _NAME_SETS[key] = (key, frozenset(requested))
+    return found
 
 
 @dataclass(slots=True)
 class _Subscription:
-    names: set[str] = field(default_factory=set)
+    names: frozenset[str] = frozenset()
+    names_key: bytes | None = None  # `names` as last requested, encoded
     wildcard: bool = False
     explicit: bool = False  # a name was subscribed once: the legacy wildcard rule is over
     nonce: str = ""
-    sent_key: tuple[str, tuple[str, ...] | None] | None = None
+    sent_key: Key | None = None  # (version, names) of the last response with all it wanted
     evaluated_version: str | None = None
-    dirty: bool = True  # the subscription changed since the last evaluation
-    force: bool = True  # answer even if nothing changed (first request, EDS after CDS)
+    basis: TypeSnapshot | None = None  # what the stream was last sent (or found it needs none)
+    rewarm: frozenset[str] = frozenset()  # EDS names to send again: their clusters changed
+    dirty: bool = True  # the client wants something new since the last evaluation
+    force: bool = True  # answer even if nothing changed (first request)
 
 
 class SotwProtocol(StreamProtocol):
@@ -44,6 +89,7 @@ class SotwProtocol(StreamProtocol):
     ) -> None:
         super().__init__(info, supported, fixed_type)
         self._subs: dict[str, _Subscription] = {}
+        self._order: list[str] = []
 
     def on_request(self, request: Any) -> ClientReply | None:
         """Apply one DiscoveryRequest; return the ACK/NACK it carries, if it carries one."""
@@ -55,7 +101,8 @@ class SotwProtocol(StreamProtocol):
             # an earlier stream, and it is always answered.
             if sub is None:
                 sub = self._subs[type_url] = _Subscription()
-            self._apply_names(type_url, sub, request.resource_names)
+                self._order = push_order(self._subs)
+            self._apply_names(type_url, sub, request)
             sub.force = True
             sub.dirty = True
             return None
@@ -63,66 +110,129 @@ class SotwProtocol(StreamProtocol):
         reply = self._reply(type_url, request, sub.nonce, version, version)
         if reply is None:
             return None
-        if self._apply_names(type_url, sub, request.resource_names):
+        if self._apply_names(type_url, sub, request):
             sub.dirty = True
         return reply
+
+    def needs_evaluation(self) -> bool:
+        """Whether requests since the last `responses` may call for a response."""
+        return any(sub.force or sub.dirty for sub in self._subs.values())
 
     def responses(self, snapshot: Snapshot) -> list[Outgoing]:
         """Everything to send now, in push order; empty if the client is up to date."""
         out: list[Outgoing] = []
-        for type_url in push_order(self._subs):
+        for type_url in self._order:
             sub = self._subs[type_url]
             current = snapshot.get(type_url) or EMPTY_TYPE
-            if not (sub.force or sub.dirty or current.version != sub.evaluated_version):
+            if not (
+                sub.force or sub.dirty or sub.rewarm or current.version != sub.evaluated_version
+            ):
                 continue
-            sub.dirty = False
-            sub.evaluated_version = current.version
-            selected: list[Resource]
-            if sub.wildcard:
-                selected = list(current.resources.values())
-                key: tuple[str, tuple[str, ...] | None] = (current.version, None)
-            else:
-                available = current.resources
-                selected = [available[n] for n in sorted(sub.names) if n in available]
-                key = (current.version, tuple(r.name for r in selected))
-            if not sub.force and key == sub.sent_key:
+            previous = sub.basis
+            response = self._evaluate(type_url, sub, current)
+            if response is None:
                 continue
-            if not selected and not sub.wildcard and type_url not in types.FULL_STATE_TYPES:
-                sub.force = False  # nothing named exists yet: remember, answer when it appears
-                continue
-            out.append(self._respond(type_url, sub, current.version, key, selected))
-            if type_url == types.CLUSTER and types.ENDPOINT in self._subs:
-                self._subs[types.ENDPOINT].force = True
+            out.append(response)
+            if type_url == types.CLUSTER:
+                self._rewarm_endpoints(current, previous)
         return out
+
+    def _evaluate(
+        self, type_url: str, sub: _Subscription, current: TypeSnapshot
+    ) -> Outgoing | None:
+        rewarm, sub.rewarm = sub.rewarm, frozenset()
+        dirty, sub.dirty = sub.dirty, False
+        sub.evaluated_version = current.version
+        if sub.wildcard:
+            key: Key = (current.version, None)
+            if not (sub.force or rewarm) and key == sub.sent_key:
+                return None
+            return self._respond(type_url, sub, current, key, None)
+        available = current.resources
+        if sub.force or dirty or sub.basis is None or type_url in types.FULL_STATE_TYPES:
+            key = (current.version, sub.names)
+            if not (sub.force or rewarm & sub.names) and key == sub.sent_key:
+                sub.basis = current
+                return None
+            if available and available.keys() <= sub.names:
+                return self._respond(type_url, sub, current, key, None)  # names cover all
+            selected = [available[n] for n in sorted(sub.names) if n in available]
+            if not selected and type_url not in types.FULL_STATE_TYPES:
+                # Nothing named exists yet: remember, and answer when it appears.
+                sub.force = False
+                sub.basis = current
+                return None
+            return self._respond(type_url, sub, current, key, selected)
+        changed, _ = current.diff(sub.basis)
+        names = sub.names
+        selected = [r for r in changed if r.name in names]
+        warming = rewarm & names
+        if warming:
+            sent = {r.name for r in selected}
+            selected += (available[n] for n in warming if n in available and n not in sent)
+            selected.sort(key=lambda r: r.name)
+        if not selected:
+            sub.basis = current
+            return None
+        return self._respond(type_url, sub, current, None, selected)
+
+    def _rewarm_endpoints(self, clusters: TypeSnapshot, previous: TypeSnapshot | None) -> None:
+        """After a CDS response, the endpoints of each cluster it added or changed go out
+        again (an EDS cluster's endpoints are named after it): Envoy warms a changed cluster
+        anew and waits for them. Before any earlier CDS response, all of them do."""
+        endpoints = self._subs.get(types.ENDPOINT)
+        if endpoints is None:
+            return
+        if previous is None:
+            endpoints.force = True
+            return
+        changed, _ = clusters.diff(previous)
+        if changed:
+            endpoints.rewarm = endpoints.rewarm | {r.name for r in changed}
 
     def _respond(
         self,
         type_url: str,
         sub: _Subscription,
-        version: str,
-        key: tuple[str, tuple[str, ...] | None],
-        selected: list[Resource],
+        current: TypeSnapshot,
+        key: Key | None,
+        selected: list[Resource] | None,
     ) -> Outgoing:
+        """A response with `selected`, or with every resource of `current` for None."""
+        version = current.version
         nonce = self._record_sent(type_url, version)
         envelope = discovery_pb2.DiscoveryResponse(
             version_info=version, type_url=type_url, nonce=nonce
         ).SerializeToString()
-        payload = envelope + b"".join(r.sotw_field for r in selected)
+        if selected is None:
+            payload = b"".join((envelope, *current.sotw_parts()))
+            count = len(current.resources)
+        else:
+            payload = b"".join((envelope, *(r.sotw_field for r in selected)))
+            count = len(selected)
         sub.nonce = nonce
         sub.sent_key = key
+        sub.basis = current
         sub.force = False
-        return Outgoing(type_url, version, nonce, payload, len(selected))
+        return Outgoing(type_url, version, nonce, payload, count)
 
     @staticmethod
-    def _apply_names(type_url: str, sub: _Subscription, requested: Iterable[str]) -> bool:
-        names = set(requested)
+    def _apply_names(type_url: str, sub: _Subscription, request: Any) -> bool:
+        """Take the request's names; whether that needs an answer: the client wants something
+        it did not ask for before, or (for LDS and CDS, always complete) anything changed."""
+        key = _names_key(request)
+        if key == sub.names_key:
+            return False
+        sub.names_key, names = _name_set(key, request.resource_names) if key else (key, frozenset())
         wildcard = WILDCARD in names
-        names.discard(WILDCARD)
+        if wildcard:
+            names = names - {WILDCARD}
         if names:
             sub.explicit = True
         elif not wildcard and type_url in types.LEGACY_WILDCARD_TYPES and not sub.explicit:
             wildcard = True
         changed = wildcard != sub.wildcard or names != sub.names
+        grew = (wildcard and not sub.wildcard) or not names <= sub.names
         sub.wildcard = wildcard
         sub.names = names
-        return changed
+        return changed if type_url in types.FULL_STATE_TYPES else grew

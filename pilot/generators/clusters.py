@@ -12,6 +12,7 @@ ports no service declares.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Final
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -52,16 +53,28 @@ def outbound_clusters(ctx: PushContext, view: ProxyView) -> list[cluster_pb2.Clu
     clusters = [blackhole_cluster(), passthrough_cluster(), *mixer.clusters(ctx, view, ctx.mesh)]
     for service in ctx.services_for(view):
         rule = traffic_policy.destination_rule(ctx, service.hostname, view.namespace)
-        subsets: tuple[Subset | None, ...] = (None,)
-        if rule is not None:
-            subsets += tuple(rule.spec.subsets or ())
-        identities = _identities(ctx, service)
-        for port in service.ports:
-            for subset in subsets:
-                cluster = _outbound(ctx, view, service, port, rule, identities, subset)
-                if cluster is not None:
-                    clusters.append(cluster)
+        # Views differ in a service's clusters only by the rule that applies from their
+        # namespace and by whether they have certificates, so views agreeing on those share
+        # them (the service object is the scope's, which the context keeps).
+        key = ("outbound-clusters", id(service), rule and (rule.namespace, rule.name), view.sds)
+        clusters += ctx.memo(key, partial(_service_clusters, ctx, view, service, rule))
     return sorted(clusters, key=lambda c: c.name)
+
+
+def _service_clusters(
+    ctx: PushContext, view: ProxyView, service: Service, rule: AppliedRule | None
+) -> tuple[cluster_pb2.Cluster, ...]:
+    subsets: tuple[Subset | None, ...] = (None,)
+    if rule is not None:
+        subsets += tuple(rule.spec.subsets or ())
+    identities = _identities(ctx, service)
+    found = []
+    for port in service.ports:
+        for subset in subsets:
+            cluster = _outbound(ctx, view, service, port, rule, identities, subset)
+            if cluster is not None:
+                found.append(cluster)
+    return tuple(found)
 
 
 def inbound_clusters(ctx: PushContext, proxy: Proxy) -> list[cluster_pb2.Cluster]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import Final
 
 from envoy.config.core.v3 import base_pb2
@@ -23,7 +24,7 @@ from google.protobuf import wrappers_pb2
 from meshconfig.networking.destination_rule import Subset
 from pilot.generators import names, traffic_policy
 from pilot.generators.proto import socket_address
-from pilot.model import ISTIO_TLS_MODE, Endpoint, ProxyView, Resolution
+from pilot.model import ISTIO_TLS_MODE, Endpoint, ProxyView, Resolution, Service
 from pilot.push_context import PushContext
 
 TRANSPORT_SOCKET_MATCH: Final = "envoy.transport_socket_match"
@@ -58,22 +59,30 @@ def load_assignment(
 def load_assignments(ctx: PushContext, view: ProxyView) -> list[endpoint_pb2.ClusterLoadAssignment]:
     """One assignment for every EDS cluster `outbound_clusters` gives the view, subsets
     included, even if empty (an EDS cluster stays warming until it receives its assignment)."""
-    assignments = []
+    assignments: list[endpoint_pb2.ClusterLoadAssignment] = []
     for service in ctx.services_for(view):
         if service.resolution is not Resolution.STATIC:
             continue
         rule = traffic_policy.destination_rule(ctx, service.hostname, view.namespace)
-        subsets = rule.spec.subsets or [] if rule is not None else []
-        for port in sorted(service.ports, key=lambda p: p.number):
-            endpoints = ctx.endpoints(service.hostname, port.number)
-            name = names.outbound_cluster(port.number, service.hostname)
-            assignments.append(cluster_load_assignment(name, endpoints))
-            for subset in subsets:
-                name = names.outbound_cluster(port.number, service.hostname, subset.name)
-                assignments.append(
-                    cluster_load_assignment(name, subset_endpoints(endpoints, subset))
-                )
+        # Shared by the views the same rule applies to (the context keeps the service).
+        key = ("load-assignments", id(service), rule and (rule.namespace, rule.name))
+        assignments += ctx.memo(key, partial(_service_assignments, ctx, service, rule))
     return assignments
+
+
+def _service_assignments(
+    ctx: PushContext, service: Service, rule: traffic_policy.AppliedRule | None
+) -> tuple[endpoint_pb2.ClusterLoadAssignment, ...]:
+    subsets = rule.spec.subsets or [] if rule is not None else []
+    assignments = []
+    for port in sorted(service.ports, key=lambda p: p.number):
+        endpoints = ctx.endpoints(service.hostname, port.number)
+        name = names.outbound_cluster(port.number, service.hostname)
+        assignments.append(cluster_load_assignment(name, endpoints))
+        for subset in subsets:
+            name = names.outbound_cluster(port.number, service.hostname, subset.name)
+            assignments.append(cluster_load_assignment(name, subset_endpoints(endpoints, subset)))
+    return tuple(assignments)
 
 
 def subset_endpoints(endpoints: Sequence[Endpoint], subset: Subset | None) -> Sequence[Endpoint]:
