@@ -235,4 +235,11 @@ class SotwProtocol(StreamProtocol):
         grew = (wildcard and not sub.wildcard) or not names <= sub.names
         sub.wildcard = wildcard
         sub.names = names
-        return changed if type_url in types.FULL_STATE_TYPES else grew
+        if type_url in types.FULL_STATE_TYPES:
+            return changed
+        if changed and not grew and not wildcard and sub.sent_key is not None:
+            # Dropping names is not answered, but the client now holds (from the response it
+            # has) exactly what it still names: record that as sent, so that naming a dropped
+            # resource again at the same version is answered.
+            sub.sent_key = (sub.sent_key[0], names)
+        return grew
