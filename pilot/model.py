@@ -159,6 +159,9 @@ class Service:
     location: Location = Location.MESH_EXTERNAL
     workload_selector: Mapping[str, str] | None = None
     endpoints: tuple[WorkloadInstance, ...] = ()  # written inline in the ServiceEntry
+    # Whether sidecars ask Mixer before letting a request to it through (when the mesh does at
+    # all): the annotation policy.pymesh.dev/check: disable on its ServiceEntry turns it off.
+    policy_checks: bool = True
 
     def __post_init__(self) -> None:
         if self.workload_selector is not None:
@@ -268,6 +271,9 @@ _METADATA_STRING_KEYS: Final = (
     "SDS",
 )
 
+
+POLICY_CHECK_ANNOTATION: Final = "policy.pymesh.dev/check"
+"""A ServiceEntry annotated `disable` here is exempt from Mixer's policy checks."""
 
 GRPC_GENERATOR: Final = "grpc"
 """Node metadata GENERATOR of Istio's proxyless gRPC clients (`generators.grpc_proxyless`)."""

@@ -257,7 +257,8 @@ def _inbound_filters(
     if inbound.protocol.is_http:
         stat_prefix = f"inbound_{names.listener(names.WILDCARD_ADDRESS, inbound.port)}"
         attributes = mixer.destination_attributes(ctx, proxy, inbound.port)
-        route = inbound_route(inbound.port, mixer.route_check_settings(ctx.mesh, attributes))
+        checks = mixer.route_check_settings(ctx, proxy, inbound.port, attributes)
+        route = inbound_route(inbound.port, checks)
         manager = http_connection_manager(
             stat_prefix,
             route_config=route,

@@ -15,9 +15,11 @@ replacing whatever the application sent. Sidecars reach Mixer through the Istio-
 of the configured server (`outbound|9091||istio-policy...`), which pilot adds when the registry
 does not already give the proxy one.
 
-Not translated: the source header on captured outbound listeners (shared by every proxy of a
-view, they cannot carry one proxy's identity), mutual TLS to Mixer's 15004, and quotas through
-Envoy's rate limit service (Mixer charges QuotaSpecs itself on Check).
+A service whose ServiceEntry is annotated `policy.pymesh.dev/check: disable` is exempt: its
+inbound routes turn ext_authz off (`ExtAuthzPerRoute.disabled`). Not translated: the source
+header on captured outbound listeners (shared by every proxy of a view, they cannot carry one
+proxy's identity), mutual TLS to Mixer's 15004, and quotas through Envoy's rate limit service
+(Mixer charges QuotaSpecs itself on Check).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from pilot.generators import names
 from pilot.generators.endpoints import cluster_load_assignment
 from pilot.generators.proto import pack, seconds
 from pilot.mesh_config import MeshConfig, split_host_port
-from pilot.model import Endpoint, Proxy, ProxyView, is_ip
+from pilot.model import Endpoint, Proxy, ProxyView, Service, is_ip
 from pilot.push_context import PushContext
 from protos.mixer.v1 import attributes_pb2
 
@@ -93,23 +95,35 @@ def destination_attributes(ctx: PushContext, proxy: Proxy, port: int) -> dict[st
         "destination.workload.namespace": proxy.namespace,
         "destination.namespace": proxy.namespace,
     }
-    for instance in ctx.instances_for(proxy):
-        if instance.endpoint.port == port:
-            service = instance.service
-            attributes["destination.service.host"] = service.hostname
-            attributes["destination.service.name"] = service.hostname.split(".")[0]
-            attributes["destination.service.namespace"] = service.namespace
-            break
+    service = _destination_service(ctx, proxy, port)
+    if service is not None:
+        attributes["destination.service.host"] = service.hostname
+        attributes["destination.service.name"] = service.hostname.split(".")[0]
+        attributes["destination.service.namespace"] = service.namespace
     return attributes
 
 
-def route_check_settings(mesh: MeshConfig, attributes: Mapping[str, str]) -> dict[str, any_pb2.Any]:
-    """`typed_per_filter_config` for an inbound route: the destination's attributes."""
-    if not mesh.policy_checks:
+def route_check_settings(
+    ctx: PushContext, proxy: Proxy, port: int, attributes: Mapping[str, str]
+) -> dict[str, any_pb2.Any]:
+    """`typed_per_filter_config` for an inbound route: the destination's attributes, or the
+    check turned off for a service exempt from policy checks."""
+    if not ctx.mesh.policy_checks:
         return {}
     per_route = ext_authz_pb2.ExtAuthzPerRoute()
-    per_route.check_settings.context_extensions.update(attributes)
+    service = _destination_service(ctx, proxy, port)
+    if service is not None and not service.policy_checks:
+        per_route.disabled = True
+    else:
+        per_route.check_settings.context_extensions.update(attributes)
     return {EXT_AUTHZ: pack(per_route)}
+
+
+def _destination_service(ctx: PushContext, proxy: Proxy, port: int) -> Service | None:
+    for instance in ctx.instances_for(proxy):
+        if instance.endpoint.port == port:
+            return instance.service
+    return None
 
 
 def access_logs(

@@ -7,11 +7,14 @@ conversion, and refusing what Istio accepts but this mesh cannot serve.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from meshconfig.networking.service_entry import ServiceEntry
 from meshconfig.networking.workload_entry import WorkloadEntry
 from pilot.model import (
     DISABLED_TLS_MODE,
     ISTIO_TLS_MODE,
+    POLICY_CHECK_ANNOTATION,
     TLS_MODE_LABEL,
     Location,
     Protocol,
@@ -23,8 +26,18 @@ from pilot.model import (
 from pilot.registry.errors import ConfigError, Source
 
 
-def service_entry(spec: ServiceEntry, source: Source) -> tuple[Service, ...]:
-    """One `Service` per host of a ServiceEntry, all sharing its ports, addresses and endpoints."""
+def service_entry(
+    spec: ServiceEntry, source: Source, annotations: Mapping[str, str] | None = None
+) -> tuple[Service, ...]:
+    """One `Service` per host of a ServiceEntry, all sharing its ports, addresses and endpoints
+    (and what its `annotations` say about policy checks)."""
+    check = (annotations or {}).get(POLICY_CHECK_ANNOTATION, "enable")
+    if check not in ("enable", "disable"):
+        raise ConfigError(
+            source,
+            f"metadata.annotations[{POLICY_CHECK_ANNOTATION}]",
+            f"must be enable or disable, not {check!r}",
+        )
     if spec.resolution == "DYNAMIC_DNS":
         raise ConfigError(source, "spec.resolution", "DYNAMIC_DNS is not supported by this mesh")
     for index, host in enumerate(spec.hosts):
@@ -54,6 +67,7 @@ def service_entry(spec: ServiceEntry, source: Source) -> tuple[Service, ...]:
             location=Location(spec.location or Location.MESH_EXTERNAL),
             workload_selector=None if selector is None else dict(selector.labels or {}),
             endpoints=endpoints,
+            policy_checks=check == "enable",
         )
         for host in spec.hosts
     )

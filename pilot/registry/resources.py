@@ -31,7 +31,7 @@ def from_resources(resources: Iterable[Resource]) -> RegistrySnapshot:
             source = Source(
                 resource.source or "galley", resource.kind.kind, meta.namespace, meta.name
             )
-            builder.add(source, spec)
+            builder.add(source, spec, meta.annotations)
         elif kubernetes.reads(resource):
             kube.append(resource)
     builder.add_kubernetes(kubernetes.build(kube))

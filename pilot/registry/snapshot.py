@@ -19,6 +19,7 @@ itself as a member (`pilot.registry.autoregister`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from meshconfig.networking.service_entry import ServiceEntry
@@ -60,7 +61,9 @@ class SnapshotBuilder:
         self._groups: list[GroupConfig] = []
         self._kubernetes = KubernetesRegistry()
 
-    def add(self, source: Source, spec: RegistrySpec) -> None:
+    def add(
+        self, source: Source, spec: RegistrySpec, annotations: Mapping[str, str] | None = None
+    ) -> None:
         """Convert and add one validated resource, named by `source` in any error."""
         key = (source.kind, source.namespace, source.name)
         if key in self._resources:
@@ -68,7 +71,7 @@ class SnapshotBuilder:
                 source, "metadata.name", f"also defined in {self._resources[key].file}"
             )
         if isinstance(spec, ServiceEntry):
-            services = convert.service_entry(spec, source)
+            services = convert.service_entry(spec, source, annotations)
             for service in services:
                 if service.hostname in self._hosts:
                     other = self._hosts[service.hostname][1]

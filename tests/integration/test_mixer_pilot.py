@@ -28,6 +28,9 @@ pytestmark = pytest.mark.envoy
 
 RATINGS = "http://ratings.default.svc.cluster.local:9080/ratings/0"
 TELEMETRY = Path(__file__).resolve().parents[2] / "mixer" / "telemetry.yaml"
+DENY_SERVICEACCOUNT = (
+    ISTIO_1_4 / "samples" / "bookinfo" / "policy" / "mixer-rule-deny-serviceaccount.yaml"
+)
 DENY_LABEL = ISTIO_1_4 / "samples" / "bookinfo" / "policy" / "mixer-rule-deny-label.yaml"
 
 
@@ -97,6 +100,32 @@ async def test_deny_label_rule_denies_reviews_v3_only(policy_mesh: tuple[Mesh, M
     assert stats["http.inbound_0.0.0.0_9080.ext_authz.ok"] >= 2
     assert await mesh.nack_errors() == {}
 
+    # The ratings service exempt from policy checks: the same rule no longer applies to it.
+    ratings = service_entry("ratings", 9080).replace(
+        "metadata: {name: ratings, namespace: default}",
+        "metadata: {name: ratings, namespace: default, "
+        "annotations: {policy.pymesh.dev/check: disable}}",
+    )
+    assert ratings != service_entry("ratings", 9080)
+    mesh.write(
+        "registry",
+        ratings,
+        *(
+            workload_entry(name, mesh.sidecars[name].ip, app)
+            for name, app in (
+                ("ratings-v1", "ratings"),
+                ("reviews-v2", "reviews"),
+                ("reviews-v3", "reviews"),
+            )
+        ),
+    )
+
+    async def v3_exempt() -> bool | None:
+        return True if await status_from(mesh, "reviews-v3") == 200 else None
+
+    await eventually(v3_exempt, "ratings exempt from Mixer's checks")
+    assert await mesh.nack_errors() == {}
+
 
 async def test_every_request_is_reported_to_mixer(policy_mesh: tuple[Mesh, Mixer]) -> None:
     mesh, mixer = policy_mesh
@@ -116,3 +145,70 @@ async def test_every_request_is_reported_to_mixer(policy_mesh: tuple[Mesh, Mixer
     line = await eventually(counted, "five requests from reviews v2 in istio_requests_total")
     assert 'destination_service="ratings.default.svc.cluster.local"' in line
     assert 'response_code="200"' in line and 'reporter="destination"' in line
+
+
+async def test_deny_serviceaccount_rule_uses_the_mtls_peer(mesh: Mesh, tmp_path: Path) -> None:
+    """Istio 1.4's deny-serviceaccount sample, unchanged: productpage's service account may not
+    call details. `source.user` comes only from the caller's mutual TLS certificate."""
+    mixer_ip = f"{mesh.block}.250"
+    rules = tmp_path / "mixer-config"
+    rules.mkdir()
+    shutil.copy(DENY_SERVICEACCOUNT, rules / DENY_SERVICEACCOUNT.name)
+    mixer = Mixer(MixerOptions(config_dir=rules, host=mixer_ip, monitoring_port=0))
+    await mixer.start()
+    try:
+        details_ip, productpage_ip, reviews_ip = mesh.next_ip(), mesh.next_ip(), mesh.next_ip()
+        entries = [
+            workload_entry(name, ip, app).replace(
+                f"serviceAccount: {app}", f"serviceAccount: bookinfo-{app}"
+            )
+            for name, ip, app in (
+                ("details-v1", details_ip, "details"),
+                ("productpage-v1", productpage_ip, "productpage"),
+                ("reviews-v1", reviews_ip, "reviews"),
+            )
+        ]
+        mesh.write("registry", service_entry("details", 9080), *entries)
+        server = f"{mixer_ip}:9091"
+        await mesh.start_citadel()
+        await mesh.start_pilot(
+            mtls=True,
+            mesh_config=MeshConfig(disable_policy_checks=False, mixer_check_server=server),
+        )
+        await asyncio.gather(
+            mesh.add_sidecar(
+                "details-v1",
+                details_ip,
+                app_port=9080,
+                labels={"app": "details"},
+                certificates=True,
+                service_account="bookinfo-details",
+            ),
+            mesh.add_sidecar(
+                "productpage-v1",
+                productpage_ip,
+                labels={"app": "productpage"},
+                certificates=True,
+                service_account="bookinfo-productpage",
+            ),
+            mesh.add_sidecar(
+                "reviews-v1",
+                reviews_ip,
+                labels={"app": "reviews"},
+                certificates=True,
+                service_account="bookinfo-reviews",
+            ),
+        )
+        await mesh.synced({"details-v1", "productpage-v1", "reviews-v1"})
+        details = "http://details.default.svc.cluster.local:9080/"
+
+        async def productpage_denied() -> bool | None:
+            status, _ = await mesh.get_via(mesh.sidecars["productpage-v1"], details)
+            return True if status == 403 else None
+
+        await eventually(productpage_denied, "productpage's service account denied")
+        status, _ = await mesh.get_via(mesh.sidecars["reviews-v1"], details)
+        assert status == 200
+        assert await mesh.nack_errors() == {}
+    finally:
+        await mixer.stop()

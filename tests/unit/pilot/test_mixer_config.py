@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import pytest
 from envoy.extensions.access_loggers.grpc.v3 import als_pb2
 from envoy.extensions.filters.http.ext_authz.v3 import ext_authz_pb2
 from envoy.extensions.filters.http.header_mutation.v3 import header_mutation_pb2
@@ -18,6 +19,7 @@ from pilot.generators.listeners import proxy_listeners
 from pilot.mesh_config import DEFAULT_MESH, MeshConfig
 from pilot.model import InterceptionMode, NodeType, Proxy
 from pilot.push_context import PushContext
+from pilot.registry import ConfigError
 from protos.mixer.v1 import attributes_pb2
 
 REGISTRY = """
@@ -127,3 +129,33 @@ def test_nothing_of_mixer_without_it(tmp_path: Path) -> None:
         f.name for f in manager(ctx, "10.0.0.1_15080").http_filters
     ]
     assert MIXER_CLUSTER not in {c.name for c in outbound_clusters(ctx, ctx.view_for(PROXY))}
+
+
+def test_a_service_can_be_exempt_from_policy_checks(tmp_path: Path) -> None:
+    (tmp_path / "registry.yaml").write_text(
+        REGISTRY.replace(
+            "metadata: {name: ratings, namespace: default}",
+            "metadata:\n  name: ratings\n  namespace: default\n"
+            "  annotations: {policy.pymesh.dev/check: disable}",
+            1,
+        )
+    )
+    loaded = load_config_directory(tmp_path)
+    ctx = PushContext.build(loaded.registry, "1", loaded.istio, mesh=ON)
+    route = manager(ctx, "10.0.0.1_9080").route_config.virtual_hosts[0].routes[0]
+    per_route = ext_authz_pb2.ExtAuthzPerRoute()
+    route.typed_per_filter_config["envoy.filters.http.ext_authz"].Unpack(per_route)
+    assert per_route.disabled
+
+
+def test_a_bad_check_annotation_is_named(tmp_path: Path) -> None:
+    (tmp_path / "registry.yaml").write_text(
+        REGISTRY.replace(
+            "metadata: {name: ratings, namespace: default}",
+            "metadata:\n  name: ratings\n  namespace: default\n"
+            "  annotations: {policy.pymesh.dev/check: later}",
+            1,
+        )
+    )
+    with pytest.raises(ConfigError, match=r"policy.pymesh.dev/check\]: must be enable or disable"):
+        load_config_directory(tmp_path)
