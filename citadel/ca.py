@@ -243,8 +243,11 @@ class CertificateAuthority:
         leaf = self._issue(public_key, x509.Name([]), san, self.lifetime(ttl))
         return [pem([c]) for c in [leaf, *self.intermediates]] + [self.root_pem]
 
-    def server_credentials(self, *hosts: str) -> ServerCredentials:
-        """A fresh key and a serving certificate for `hosts` (DNS names or IP addresses)."""
+    def server_credentials(
+        self, *hosts: str, ttl: datetime.timedelta | None = None
+    ) -> ServerCredentials:
+        """A fresh key and a serving certificate for `hosts` (DNS names or IP addresses),
+        living `ttl` (the default lifetime if None; capped like any certificate)."""
         key = generate_key("ec")
         names: list[x509.GeneralName] = []
         for host in hosts:
@@ -252,7 +255,7 @@ class CertificateAuthority:
             names.append(x509.DNSName(host) if address is None else x509.IPAddress(address))
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
         leaf = self._issue(
-            key.public_key(), subject, x509.SubjectAlternativeName(names), self.default_ttl
+            key.public_key(), subject, x509.SubjectAlternativeName(names), self.lifetime(ttl)
         )
         return ServerCredentials(pem([leaf, *self.chain]), key_pem(key))
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import ipaddress
 import os
 import shlex
@@ -64,6 +65,10 @@ APP_ADDRESS_ANNOTATION = "localmesh.pymesh.dev/app-address"
 COMMAND_ANNOTATION = "localmesh.pymesh.dev/command"
 HTTP_PROXY_PORT = 15080
 PILOT_MTLS_PORT = 15011
+# Galley's, mixer's and pilot's certificates are issued once, at start, and not renewed while
+# the mesh runs (workload certificates are); citadel's maximum lifetime keeps a long-running
+# local mesh working.
+CONTROL_PLANE_TTL = datetime.timedelta(days=90)
 GATEWAY_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
 GATEWAY_NAME = "istio-ingressgateway"
 
@@ -244,7 +249,7 @@ class LocalMesh(Service):
     def _control_plane_tls(self, host: str) -> MeshTls:
         """A certificate from citadel's CA for the control plane's name and `host`."""
         ca = self.citadel.ca
-        serving = ca.server_credentials(CONTROL_PLANE_HOST, host)
+        serving = ca.server_credentials(CONTROL_PLANE_HOST, host, ttl=CONTROL_PLANE_TTL)
         return MeshTls(serving.chain_pem, serving.key_pem, ca.root_pem)
 
     async def start(self) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 from pathlib import Path
 
 import aiohttp
 import pytest
+from cryptography import x509
 
 from agent.envoy_process import EnvoyOptions
 from localmesh.mesh import LocalMesh, MeshAddresses, default_app_address, plan_pods
@@ -38,6 +40,10 @@ async def test_the_example_mesh_answers_the_printed_command(tmp_path: Path) -> N
     mesh = LocalMesh(EXAMPLE, tmp_path, addresses=addresses, envoy_options=options)
     async with mesh:
         assert await mesh.wait_ready() == []
+        # The control plane's certificates outlive a day of running (they are not renewed).
+        serving = x509.load_pem_x509_certificates(mesh.pilot.options.tls_cert_chain)[0]
+        lifetime = serving.not_valid_after_utc - serving.not_valid_before_utc
+        assert lifetime > datetime.timedelta(days=30)
         [command] = mesh.try_commands()
         match = re.fullmatch(r"curl -x (\S+) (\S+)", command)
         assert match is not None, command

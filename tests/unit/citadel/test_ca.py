@@ -251,3 +251,17 @@ def test_unreadable_ca_files_are_named(tmp_path: Path) -> None:
         CertificateAuthority.from_material(CaMaterial(root_pem, key_pem, b"junk"))
     with pytest.raises(ValueError, match=r"^ca-key\.pem: not a usable private key"):
         CertificateAuthority.from_material(CaMaterial(root_pem, root_pem, root_pem))
+
+
+def test_server_credentials_live_as_long_as_asked_within_the_cap(tmp_path: Path) -> None:
+    ca = CertificateAuthority.load_or_create(tmp_path)
+
+    def lifetime(**ttl: datetime.timedelta) -> datetime.timedelta:
+        chain = ca.server_credentials("istiod.istio-system.svc", **ttl).chain_pem
+        leaf = x509.load_pem_x509_certificates(chain)[0]
+        return leaf.not_valid_after_utc - leaf.not_valid_before_utc
+
+    skew = datetime.timedelta(minutes=2)
+    assert lifetime() <= ca.default_ttl + skew
+    assert lifetime(ttl=datetime.timedelta(days=30)) >= datetime.timedelta(days=30)
+    assert lifetime(ttl=datetime.timedelta(days=900)) <= ca.max_ttl + skew
