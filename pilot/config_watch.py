@@ -2,8 +2,8 @@
 
 A reload that fails validation is logged with the error (file, resource, field, reason) and
 otherwise ignored: the last accepted input stays in force, so a typo in one file never takes a
-working mesh down. The reading itself is `pilot.config_files.load_config_directory`; this
-module only decides when to call it. It owns one task (`run`), driven by inotify through watchfiles.
+working mesh down. The reading itself is `pilot.config_files.DirectoryReader`; this module
+only decides when to call it. It owns one task (`run`), driven by inotify through watchfiles.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from watchfiles import awatch
 
 from meshconfig import ConfigValidationError
-from pilot.config_files import PilotInput, load_config_directory
+from pilot.config_files import DirectoryReader, PilotInput
 from pilot.registry import ConfigError
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,11 @@ class ConfigWatcher:
         self.last_error: str = ""
         self._on_change = on_change
         self._settle_ms = settle_ms
+        self._reader = DirectoryReader()  # re-validates only the files that changed
 
     def load(self) -> PilotInput:
         """Read the directory now; raises so start-up can fail loudly."""
-        return load_config_directory(self.directory)
+        return self._reader.read(self.directory)
 
     def reload(self) -> bool:
         """Read the directory and hand over the result; keep the old one if it is invalid."""
