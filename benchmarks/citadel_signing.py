@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import math
 import multiprocessing
 import os
@@ -69,7 +68,6 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from agent.certificates import make_csr, new_key
 from citadel.ca import CertificateAuthority
@@ -91,11 +89,9 @@ STARTUP_TIMEOUT_S = 60.0  # the server process importing its modules, loading th
 STOP_TIMEOUT_S = 10.0
 IDENTITY = SpiffeId("bench", "signer")
 # Kept here rather than imported, so the benchmark does not depend on where citadel keeps them:
-# citadel's key types, the CA key's file in Istio's cacerts layout, and the back-dating of
-# leaves (only for the bare builder's leaf, which must match citadel's).
+# citadel's key types and the CA key's file in Istio's cacerts layout.
 KeyType = Literal["ec", "rsa"]
 CA_KEY_FILE = "ca-key.pem"
-CLOCK_SKEW = datetime.timedelta(minutes=1)
 STOP = "stop"
 
 
@@ -167,54 +163,16 @@ def _timed_loop(
 
 
 def bare_leaf(
-    issuer: x509.Certificate,
+    ca: CertificateAuthority,
     key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
     public_key: ec.EllipticCurvePublicKey,
     identity: SpiffeId,
-    ttl: datetime.timedelta,
 ) -> x509.Certificate:
-    """The leaf citadel issues (same fields and extensions), straight from the builder."""
-    now = datetime.datetime.now(datetime.UTC)
-    ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([]))
-        .issuer_name(issuer.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(now + ttl)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=True,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity.uri)]),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-        )
-        .sign(key, hashes.SHA256())
-    )
+    """The leaf citadel issues (its own builder, same fields and extensions), signed with the
+    CA key directly: the signature without CSR parsing, checks or PEM encoding."""
+    san = x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity.uri)])
+    builder = ca.leaf_builder(public_key, x509.Name([]), san, ca.default_ttl)
+    return builder.sign(key, hashes.SHA256())
 
 
 def load_ca_key(ca_dir: Path) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
@@ -229,8 +187,6 @@ def measure_raw(ca_dir: Path, csrs: list[Csr], timeout_s: float) -> list[RawResu
     """Signing rates of the CA in `ca_dir`: its own `sign`, then the bare builder."""
     ca = CertificateAuthority.load_or_create(ca_dir)
     key = load_ca_key(ca_dir)
-    issuer = ca.signing_cert
-    ttl = ca.default_ttl
     return [
         _timed_loop(
             "CertificateAuthority.sign (CSR parse + verify, build, sign, PEM chain)",
@@ -240,7 +196,7 @@ def measure_raw(ca_dir: Path, csrs: list[Csr], timeout_s: float) -> list[RawResu
         ),
         _timed_loop(
             "bare CertificateBuilder().sign() of the same leaf",
-            lambda csr: bare_leaf(issuer, key, csr.public_key, IDENTITY, ttl),
+            lambda csr: bare_leaf(ca, key, csr.public_key, IDENTITY),
             csrs,
             timeout_s,
         ),

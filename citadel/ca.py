@@ -294,13 +294,15 @@ class CertificateAuthority:
             root_cert=pem([root for root in self.roots if root != old_root]),
         )
 
-    def _issue(
+    def leaf_builder(
         self,
         public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
         subject: x509.Name,
         san: x509.SubjectAlternativeName,
         ttl: datetime.timedelta,
-    ) -> x509.Certificate:
+    ) -> x509.CertificateBuilder:
+        """The leaf this CA issues for `public_key`, not yet signed (the signing benchmark
+        signs it bare, to compare the service with the signature alone)."""
         now = datetime.datetime.now(datetime.UTC)
         # A leaf never outlives the certificate that signs it.
         not_after = min(now + ttl, self.signing_cert.not_valid_after_utc)
@@ -337,8 +339,16 @@ class CertificateAuthority:
             .add_extension(san, critical=len(subject) == 0)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(self._authority_key_id, critical=False)
-            .sign(self._key, hashes.SHA256())
         )
+
+    def _issue(
+        self,
+        public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
+        subject: x509.Name,
+        san: x509.SubjectAlternativeName,
+        ttl: datetime.timedelta,
+    ) -> x509.Certificate:
+        return self.leaf_builder(public_key, subject, san, ttl).sign(self._key, hashes.SHA256())
 
 
 def _certificates(data: bytes, name: str) -> list[x509.Certificate]:

@@ -42,9 +42,7 @@ def test_the_bare_leaf_matches_what_the_ca_issues() -> None:
         csr = citadel_signing.make_csrs(1)[0]
         issued = x509.load_pem_x509_certificate(ca.sign(csr.pem, citadel_signing.IDENTITY)[0])
         key = citadel_signing.load_ca_key(ca_dir)
-        bare = citadel_signing.bare_leaf(
-            ca.signing_cert, key, csr.public_key, citadel_signing.IDENTITY, ca.default_ttl
-        )
+        bare = citadel_signing.bare_leaf(ca, key, csr.public_key, citadel_signing.IDENTITY)
 
     bare.verify_directly_issued_by(ca.signing_cert)
     assert bare.public_key() == issued.public_key() == csr.public_key
