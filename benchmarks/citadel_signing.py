@@ -70,6 +70,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from agent.certificates import make_csr, new_key
+from benchmarks.procstat import cpu_seconds
 from citadel.ca import CertificateAuthority
 from citadel.server import Citadel, CitadelOptions
 from citadel.tokens import TokenAuthority
@@ -300,14 +301,6 @@ class ServerProcess:
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a live process so far (all its threads)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
-    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_seconds() -> float:

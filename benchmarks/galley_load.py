@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from benchmarks.procstat import cpu_seconds, peak_rss_mb
 from galley.client import ConfigClient
 from galley.server import Galley, GalleyOptions
 from meshconfig import Kind, Resource
@@ -470,22 +471,6 @@ async def _subscribe(
 
 
 # The orchestrator.
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a live process so far (what getrusage reports for itself)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
-    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM (peak resident set) of a live process, in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise BenchmarkError(f"no VmHWM in /proc/{pid}/status")
 
 
 class Processes:

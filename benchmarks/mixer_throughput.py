@@ -37,6 +37,7 @@ from envoy.service.accesslog.v3 import als_pb2
 from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
 from google.protobuf import struct_pb2
 
+from benchmarks.procstat import cpu_seconds
 from mixer.envoy_attributes import FORWARDED_ATTRIBUTES_HEADER, forward_header
 from mixer.server import Mixer, MixerOptions
 
@@ -86,11 +87,6 @@ def _serve(config_dir: str, host: str, control: Connection) -> None:
 
     with contextlib.suppress(EOFError, BrokenPipeError):
         asyncio.run(main())
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _address(ip: str, port: int) -> address_pb2.Address:

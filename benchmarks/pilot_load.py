@@ -79,6 +79,7 @@ from benchmarks.pilot_load_client import (
     Versions,
     client_main,
 )
+from benchmarks.procstat import cpu_seconds, peak_rss_mb
 from meshcore.xds import types
 
 DEFAULT_ENDPOINTS = 2
@@ -103,26 +104,6 @@ T = TypeVar("T")
 
 class BenchmarkError(RuntimeError):
     """The run could not measure what it set out to, or pilot served something wrong."""
-
-
-# Measuring processes (as benchmarks.galley_load does; not imported from it, which would import
-# galley and its config kinds into a benchmark of pilot).
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a live process so far (what getrusage reports for itself)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
-    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM (peak resident set) of a live process, in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise BenchmarkError(f"no VmHWM in /proc/{pid}/status")
 
 
 def percentile(values: list[float], rank: float) -> float:
