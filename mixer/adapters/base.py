@@ -123,9 +123,14 @@ class Environment:
     workloads: Workloads = field(default_factory=Workloads)
 
 
+class UnsupportedTemplate(TypeError):
+    """A handler was asked for a kind of work its adapter does not declare (a dispatch bug:
+    Mixer routes an adapter only the templates it declared)."""
+
+
 class Handler:
     """A configured adapter. Override the methods of the templates the adapter accepts; the
-    others refuse (Mixer only routes an adapter the templates it declared)."""
+    others refuse with UnsupportedTemplate."""
 
     async def start(self) -> None:
         """Begin background work (list refreshes); called once before the first use."""
@@ -134,17 +139,17 @@ class Handler:
         """End background work; the handler is not used afterwards."""
 
     async def check(self, instance: Instance) -> CheckResult:
-        raise NotImplementedError(f"{type(self).__name__} does not check {instance.template}")
+        raise UnsupportedTemplate(f"{type(self).__name__} does not check {instance.template}")
 
     async def quota(self, instance: Instance, args: QuotaArgs) -> QuotaResult:
-        raise NotImplementedError(f"{type(self).__name__} does not allocate quota")
+        raise UnsupportedTemplate(f"{type(self).__name__} does not allocate quota")
 
     def report(self, instances: Sequence[Instance]) -> None:
-        raise NotImplementedError(f"{type(self).__name__} does not take reports")
+        raise UnsupportedTemplate(f"{type(self).__name__} does not take reports")
 
     def generate(self, instance: Instance) -> Mapping[str, Any]:
         """An attribute generator's output fields for one instance (absent ones left out)."""
-        raise NotImplementedError(f"{type(self).__name__} does not generate attributes")
+        raise UnsupportedTemplate(f"{type(self).__name__} does not generate attributes")
 
 
 class Adapter(Protocol):

@@ -9,7 +9,7 @@ import pytest
 
 from meshconfig import Resource, load_documents, validate_document
 from meshconfig.policy.attributes import AttributeBag
-from mixer.adapters.base import Environment, QuotaArgs
+from mixer.adapters.base import Environment, Handler, QuotaArgs, UnsupportedTemplate
 from mixer.runtime import ConfigError, HandlerPool
 from tests.support.shared import ISTIO_1_4
 
@@ -107,3 +107,9 @@ async def test_bad_params_and_unknown_adapters_refuse_the_snapshot() -> None:
     with pytest.raises(ConfigError, match="adapter 'fluentd' is not compiled into Mixer"):
         await pool.runtime(not_compiled_in)
     await pool.close()
+
+
+def test_a_handler_refuses_work_its_adapter_did_not_declare() -> None:
+    handler = Handler()
+    with pytest.raises(UnsupportedTemplate, match="does not take reports"):
+        handler.report([])
