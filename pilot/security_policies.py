@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 from meshconfig import Resource
 from meshconfig.security import (
@@ -48,6 +48,9 @@ class PeerMtls:
         return self.ports.get(port, self.mode)
 
 
+_PERMISSIVE: Final = PeerMtls()
+
+
 def _selects(selector: Any, labels: Mapping[str, str]) -> bool:
     wanted = (selector.match_labels or {}) if selector is not None else {}
     return all(labels.get(key) == value for key, value in wanted.items())
@@ -64,8 +67,22 @@ class SecurityPolicies:
     peer_authentications: tuple[Resource, ...] = ()
     request_authentications: tuple[Resource, ...] = ()
     authorization_policies: tuple[Resource, ...] = ()
+    # peer_mtls answers by (namespace, labels): every endpoint and inbound port of a push asks,
+    # and workloads of one deployment share their labels.
+    _peer_mtls: dict[tuple[str, frozenset[tuple[str, str]]], PeerMtls] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def peer_mtls(self, namespace: str, labels: Mapping[str, str]) -> PeerMtls:
+        if not self.peer_authentications:
+            return _PERMISSIVE
+        key = (namespace, frozenset(labels.items()))
+        found = self._peer_mtls.get(key)
+        if found is None:
+            found = self._peer_mtls[key] = self._resolve_peer_mtls(namespace, labels)
+        return found
+
+    def _resolve_peer_mtls(self, namespace: str, labels: Mapping[str, str]) -> PeerMtls:
         mesh = namespace_level = workload = None
         for policy in self.peer_authentications:
             spec = policy.spec
