@@ -15,12 +15,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Traffic-capture tests (root, as in CI) need iptables, ip, nsenter/setpriv and Debian's CNI
-# plugins; Mixer's redisquota tests need redis-server. Install them when missing and root.
+# plugins; Mixer's redisquota tests need redis-server; the citadel signing benchmark (and its
+# test) loads citadel with h2load (nghttp2-client). Install them when missing and root.
 # Without root those tests skip themselves.
 system-packages:
-	@if [ "$$(id -u)" = 0 ] && ! { command -v iptables-restore >/dev/null && command -v ip >/dev/null && command -v setpriv >/dev/null && test -x /usr/lib/cni/bridge && command -v redis-server >/dev/null; }; then \
+	@if [ "$$(id -u)" = 0 ] && ! { command -v iptables-restore >/dev/null && command -v ip >/dev/null && command -v setpriv >/dev/null && test -x /usr/lib/cni/bridge && command -v redis-server >/dev/null && command -v h2load >/dev/null; }; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			iptables iproute2 util-linux containernetworking-plugins redis-server; fi
+			iptables iproute2 util-linux containernetworking-plugins redis-server nghttp2-client; fi
 
 up: $(STAMP)
 	$(BIN)/meshctl up examples/bookinfo
@@ -44,7 +45,7 @@ test: lint typecheck system-packages
 protos: $(STAMP)
 	$(BIN)/python -m protos.generate
 
-bench: $(STAMP)
+bench: $(STAMP) system-packages
 	$(BIN)/python -m benchmarks.envoy_types
 	$(BIN)/python -m benchmarks.citadel_signing
 

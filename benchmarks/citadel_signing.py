@@ -18,29 +18,33 @@ What runs, and where:
   The fraction in the table is of `CertificateAuthority.sign`.
 - The service, in a spawned process of its own: a real `citadel.server.Citadel` on a loopback
   address (127.0.0.1 unless --host says otherwise), on ephemeral ports (citadel accepts port 0),
-  logging as `python -m citadel` does (INFO by default: one line per certificate) into a file in
-  the temporary directory instead of the terminal.
-- The load, in this process (a grpc.aio event loop): for each level of concurrency, that many
-  callers, each with a TLS channel of its own (its own connection: no shared subchannel pool),
-  each sending CreateCertificate with a bearer token that citadel's `TokenAuthority` minted for
-  one identity and a CSR for that identity, made as the agent makes them (`agent.certificates`'
-  `new_key` and `make_csr`). Every key and CSR is made before any clock starts, so client-side
-  key generation is never measured. Each caller first makes one untimed call (connection, TLS
-  handshake, a full check of the certificate it gets); then the callers share a bounded list of
-  requests per level and each loops, one call at a time, until the list is empty or the level's
-  time runs out.
+  with `--workers` serving processes (default: one per core), logging as `python -m citadel`
+  does (INFO) into a file in the temporary directory instead of the terminal.
+- First, one CreateCertificate from this process over grpc.aio, as the agent calls it (TLS
+  verified against the mesh root, bearer token minted by citadel's `TokenAuthority`, CSR made
+  by the agent's `new_key`/`make_csr`), and a full check of the answer: a chain to the root, for
+  the CSR's key and identity. The load then sends that same request.
+- The load: h2load (nghttp2's HTTP/2 load generator, in C; `make system-packages` installs it)
+  speaks gRPC's wire format (a length-prefixed protobuf POSTed with `content-type:
+  application/grpc`) over TLS, one connection per caller, one call at a time on each: that
+  many concurrent callers, `--requests` calls per level. A Python gRPC client would spend about
+  200 µs of CPU per call on the same two cores as citadel; h2load spends about 40. Every call
+  signs the same CSR, which costs citadel exactly what a fresh one does (it parses, verifies
+  and signs each time; nothing is cached). h2load counts gRPC errors as HTTP 200, so what
+  succeeded is counted by citadel itself: its Istio counters on /metrics, read before and after
+  each level (issued, authentication failures, CSR errors). Latencies are h2load's per-request
+  log (request sent to response complete); certificates per second are the certificates issued
+  over the span from the first request's start to the last one's end, which leaves out the
+  callers' TLS handshakes before their first request.
 
-So the server and its clients never share a process or an interpreter lock; on a 2-core machine
-they share the cores with nothing else of the benchmark (the raw loops are over by then). Both
-processes' CPU (utime + stime of all threads, from /proc and getrusage) is reported per level,
-also per certificate for the server: that shows whether a level was bound by the server (its
-event loop thread busy, about one core) or by the clients, and it is steadier than the rates
-when other work shares the machine. Certificates per second is the number of timed requests
-that succeeded over the wall time from the first timed call to the last answer; latencies are
-per call, in the client.
+The raw loops are over before citadel starts, so citadel's processes and h2load share the
+machine with nothing else of the benchmark. The CPU of both (utime + stime of all threads, from
+/proc and getrusage) is reported per level, also per certificate for the server: that shows
+whether a level was bound by the server (each process's event loop thread busy, about one core)
+or by the load, and it is steadier than the rates when other work shares the machine.
 
-Run: `python -m benchmarks.citadel_signing [--requests N] [--levels 1,10,100] [--key-type ec|rsa]`
-(and --raw-requests, --level-timeout, --host, --server-log-level).
+Run: `python -m benchmarks.citadel_signing [--requests N] [--levels 1,10,100] [--workers N]
+[--key-type ec|rsa]` (and --raw-requests, --level-timeout, --host).
 """
 
 from __future__ import annotations
@@ -52,22 +56,27 @@ import math
 import multiprocessing
 import os
 import resource
+import shutil
+import struct
+import subprocess
 import sys
 import tempfile
 import time
 import traceback
+import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent.certificates import make_csr, new_key
 from benchmarks.procstat import cpu_seconds
@@ -82,17 +91,22 @@ DEFAULT_LEVELS = (1, 10, 100)
 DEFAULT_REQUESTS = 5000
 DEFAULT_LEVEL_TIMEOUT_S = 60.0
 DEFAULT_RAW_TIMEOUT_S = 30.0
-DEFAULT_RAW_REQUESTS = 6000  # per raw path, at most as many as the CSRs made for the load
+DEFAULT_RAW_REQUESTS = 6000
 RAW_ROUNDS = 3
 TARGET_FRACTION = 0.5  # of the raw CertificateAuthority.sign rate
 CALL_TIMEOUT_S = 10.0
-STARTUP_TIMEOUT_S = 60.0  # the server process importing its modules, loading the CA, binding
-STOP_TIMEOUT_S = 10.0
+STARTUP_TIMEOUT_S = 60.0  # the server processes importing their modules, loading the CA, binding
+STOP_TIMEOUT_S = 15.0
 IDENTITY = SpiffeId("bench", "signer")
+H2LOAD = "h2load"
 # Kept here rather than imported, so the benchmark does not depend on where citadel keeps them:
-# citadel's key types and the CA key's file in Istio's cacerts layout.
+# citadel's key types, the CA key's file in Istio's cacerts layout, and citadel's counters.
 KeyType = Literal["ec", "rsa"]
 CA_KEY_FILE = "ca-key.pem"
+CSRS_RECEIVED = "citadel_server_csr_count"
+ISSUED = "citadel_server_success_cert_issuance_count"
+AUTHENTICATION_FAILURES = "citadel_server_authentication_failure_count"
+CSR_ERRORS = "citadel_server_csr_parsing_err_count"
 STOP = "stop"
 
 
@@ -204,28 +218,46 @@ def measure_raw(ca_dir: Path, csrs: list[Csr], timeout_s: float) -> list[RawResu
     ]
 
 
-# The service, in a process of its own.
+# The service, in processes of its own.
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What the citadel process reports once it serves."""
+
+    port: int
+    monitoring_port: int
+    pids: tuple[int, ...]  # every serving process
 
 
 def server_main(
-    ca_dir: str, host: str, key_type: KeyType, log_file: str, log_level: str, control: Connection
+    ca_dir: str, host: str, key_type: KeyType, workers: int, log_file: str, control: Connection
 ) -> None:
     """Entry point of the citadel process: serve until STOP (or EOF) on `control`."""
-    # Log as `python -m citadel` does (to stderr), with stderr going to a file.
+    # Log as `python -m citadel` does (to stderr), with stderr going to a file; the workers
+    # citadel spawns inherit it.
     with open(log_file, "ab", buffering=0) as sink:
         os.dup2(sink.fileno(), 2)
-    configure_logging(log_level)
+    configure_logging("INFO")
     try:
-        asyncio.run(_serve(Path(ca_dir), host, key_type, control))
+        asyncio.run(_serve(Path(ca_dir), host, key_type, workers, control))
     except Exception:
         with contextlib.suppress(OSError):
             control.send(("failed", traceback.format_exc()))
         raise SystemExit(1) from None
 
 
-async def _serve(ca_dir: Path, host: str, key_type: KeyType, control: Connection) -> None:
+async def _serve(
+    ca_dir: Path, host: str, key_type: KeyType, workers: int, control: Connection
+) -> None:
     options = CitadelOptions(
-        ca_dir=ca_dir, host=host, port=0, mtls_port=0, monitoring_port=0, key_type=key_type
+        ca_dir=ca_dir,
+        host=host,
+        port=0,
+        mtls_port=0,
+        monitoring_port=0,
+        key_type=key_type,
+        workers=workers,
     )
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
@@ -237,7 +269,8 @@ async def _serve(ca_dir: Path, host: str, key_type: KeyType, control: Connection
         stopped.set()
 
     async with Citadel(options) as citadel:
-        control.send(("serving", citadel.port))
+        pids = (os.getpid(), *citadel.worker_pids)
+        control.send(("serving", Serving(citadel.port, citadel.monitoring.port, pids)))
         loop.add_reader(control.fileno(), readable)
         try:
             await stopped.wait()
@@ -246,27 +279,22 @@ async def _serve(ca_dir: Path, host: str, key_type: KeyType, control: Connection
 
 
 class ServerProcess:
-    """The spawned citadel; `port` once it serves. Stopped on exit: STOP, SIGTERM, SIGKILL."""
+    """The spawned citadel; `serving` once it serves. Stopped on exit: STOP, SIGTERM, SIGKILL."""
 
-    def __init__(self, ca_dir: Path, host: str, key_type: KeyType, log_file: Path, log_level: str):
+    def __init__(self, ca_dir: Path, host: str, key_type: KeyType, workers: int, log_file: Path):
+        self.host = host
         context = multiprocessing.get_context("spawn")
         self._control, theirs = context.Pipe()
         self._process: BaseProcess = context.Process(
             target=server_main,
-            args=(str(ca_dir), host, key_type, str(log_file), log_level, theirs),
+            args=(str(ca_dir), host, key_type, workers, str(log_file), theirs),
             name="citadel-signing-server",
         )
         self._process.start()
         theirs.close()
-        self.port = self._await_serving()
+        self.serving = self._await_serving()
 
-    @property
-    def pid(self) -> int:
-        if self._process.pid is None:
-            raise BenchmarkError("the citadel process has not started")
-        return self._process.pid
-
-    def _await_serving(self) -> int:
+    def _await_serving(self) -> Serving:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._control.poll(0.2):
@@ -275,7 +303,7 @@ class ServerProcess:
                 except EOFError:
                     break
                 if kind == "serving":
-                    return int(detail)
+                    return detail  # type: ignore[no-any-return]
                 raise BenchmarkError(f"citadel failed to start:\n{detail}")
             if self._process.exitcode is not None:
                 break
@@ -283,6 +311,21 @@ class ServerProcess:
         raise BenchmarkError(
             f"citadel did not serve within {STARTUP_TIMEOUT_S:.0f} s (exit code {code})"
         )
+
+    def cpu_seconds(self) -> float:
+        """CPU used so far by every serving process."""
+        return sum(cpu_seconds(pid) for pid in self.serving.pids)
+
+    def counts(self) -> dict[str, float]:
+        """citadel's own counters, as its /metrics serves them (summed over its processes)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        url = f"http://{host}:{self.serving.monitoring_port}/metrics"
+        with urllib.request.urlopen(url, timeout=CALL_TIMEOUT_S) as response:
+            text = response.read().decode()
+        return {
+            family.name: sum(sample.value for sample in family.samples)
+            for family in text_string_to_metric_families(text)
+        }
 
     def close(self) -> None:
         with contextlib.suppress(OSError):  # already gone
@@ -308,7 +351,61 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-# The load: concurrent callers over the real service.
+def children_cpu_seconds() -> float:
+    """CPU of the children waited for so far (each level's h2load, once it has ended)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# The check: one call as the agent makes it, answer verified.
+
+
+def _request(csr: Csr) -> ca_pb2.IstioCertificateRequest:
+    # validity 0: citadel's default lifetime, as an agent without a configured TTL asks.
+    return ca_pb2.IstioCertificateRequest(csr=csr.pem.decode(), validity_duration=0)
+
+
+def check_chain(
+    response: ca_pb2.IstioCertificateResponse, csr: Csr, root_pem: bytes, identity: SpiffeId
+) -> None:
+    """A full check of one answer: a chain to our root, for the CSR's key and identity."""
+    chain = list(response.cert_chain)
+    if len(chain) < 2 or chain[-1].encode() != root_pem:
+        raise BenchmarkError("citadel answered with a chain that does not end at its root")
+    leaf = x509.load_pem_x509_certificate(chain[0].encode())
+    if leaf.public_key() != csr.public_key:
+        raise BenchmarkError("citadel signed another key than the CSR's")
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    if san.get_values_for_type(x509.UniformResourceIdentifier) != [identity.uri]:
+        raise BenchmarkError(f"citadel's certificate does not name {identity.uri}")
+
+
+async def checked_call(address: str, root_pem: bytes, token: str, csr: Csr) -> None:
+    """CreateCertificate as the agent calls it, and a full check of the answer."""
+    credentials = grpc.ssl_channel_credentials(root_pem)
+    # Verify citadel as the agent does: against the mesh root, as istiod's name.
+    options = [("grpc.ssl_target_name_override", CONTROL_PLANE_HOST)]
+    async with grpc.aio.secure_channel(address, credentials, options=options) as channel:
+        call = channel.unary_unary(
+            CREATE_CERTIFICATE,
+            request_serializer=ca_pb2.IstioCertificateRequest.SerializeToString,
+            response_deserializer=ca_pb2.IstioCertificateResponse.FromString,
+        )
+        response = await call(
+            _request(csr),
+            metadata=(("authorization", f"Bearer {token}"),),
+            timeout=CALL_TIMEOUT_S,
+        )
+    check_chain(response, csr, root_pem, IDENTITY)
+
+
+def grpc_frame(csr: Csr) -> bytes:
+    """The request as gRPC puts it in an HTTP/2 DATA frame: uncompressed flag, length, body."""
+    body = _request(csr).SerializeToString()
+    return struct.pack(">BI", 0, len(body)) + body
+
+
+# The load: h2load, one connection per caller.
 
 
 @dataclass
@@ -316,7 +413,7 @@ class LevelResult:
     callers: int
     requests: int  # timed requests planned
     ok: int = 0
-    failures: Counter[str] = field(default_factory=Counter)  # status code name -> count
+    failures: Counter[str] = field(default_factory=Counter)  # what citadel counted -> count
     latencies_ms: list[float] = field(default_factory=list)
     wall_s: float = math.nan
     server_cpu_s: float = math.nan
@@ -341,101 +438,74 @@ def percentile(values: Sequence[float], rank: float) -> float:
     return ordered[max(0, math.ceil(rank / 100 * len(ordered)) - 1)]
 
 
-def _request(csr: Csr) -> ca_pb2.IstioCertificateRequest:
-    # validity 0: citadel's default lifetime, as an agent without a configured TTL asks.
-    return ca_pb2.IstioCertificateRequest(csr=csr.pem.decode(), validity_duration=0)
+def h2load_command(
+    url: str, callers: int, requests: int, body: Path, token: str, log_file: Path
+) -> list[str]:
+    h2load = shutil.which(H2LOAD)
+    if h2load is None:
+        raise BenchmarkError(
+            "h2load is not installed: it is in Debian's nghttp2-client (make system-packages)"
+        )
+    return [
+        h2load,
+        f"--clients={callers}",
+        "--max-concurrent-streams=1",  # one call at a time per caller, as an agent asks
+        "--threads=1",
+        f"--requests={requests}",
+        f"--data={body}",
+        "--header=content-type: application/grpc",
+        "--header=te: trailers",
+        f"--header=authorization: Bearer {token}",
+        f"--log-file={log_file}",
+        url,
+    ]
 
 
-def check_chain(
-    response: ca_pb2.IstioCertificateResponse, csr: Csr, root_pem: bytes, identity: SpiffeId
-) -> None:
-    """A full check of one answer: a chain to our root, for the CSR's key and identity."""
-    chain = list(response.cert_chain)
-    if len(chain) < 2 or chain[-1].encode() != root_pem:
-        raise BenchmarkError("citadel answered with a chain that does not end at its root")
-    leaf = x509.load_pem_x509_certificate(chain[0].encode())
-    if leaf.public_key() != csr.public_key:
-        raise BenchmarkError("citadel signed another key than the CSR's")
-    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    if san.get_values_for_type(x509.UniformResourceIdentifier) != [identity.uri]:
-        raise BenchmarkError(f"citadel's certificate does not name {identity.uri}")
+def read_h2load_log(log_file: Path) -> tuple[list[float], float]:
+    """Per-request latencies (ms) and the span from the first start to the last end (s)."""
+    starts, ends, latencies = [], [], []
+    for line in log_file.read_text().splitlines():
+        start_us, _status, duration_us = (int(part) for part in line.split("\t"))
+        starts.append(start_us)
+        ends.append(start_us + duration_us)
+        latencies.append(duration_us / 1000)
+    if not latencies:
+        return [], math.nan
+    return latencies, (max(ends) - min(starts)) / 1e6
 
 
-async def run_level(
-    address: str,
-    root_pem: bytes,
-    token: str,
-    warmup: list[Csr],
-    timed: list[Csr],
+def run_level(
+    server: ServerProcess,
+    command: Callable[[int, Path], list[str]],
+    callers: int,
+    requests: int,
     *,
-    server_pid: int,
+    workdir: Path,
     timeout_s: float,
 ) -> LevelResult:
-    """`len(warmup)` callers, one channel each: one checked untimed call each, then `timed`."""
-    callers = len(warmup)
-    result = LevelResult(callers, len(timed))
-    credentials = grpc.ssl_channel_credentials(root_pem)
-    options = [
-        # Verify citadel as the agent does: against the mesh root, as istiod's name.
-        ("grpc.ssl_target_name_override", CONTROL_PLANE_HOST),
-        # One connection per caller, as separate workloads have (channels with equal arguments
-        # would otherwise share grpc's global subchannel, hence one connection).
-        ("grpc.use_local_subchannel_pool", 1),
-    ]
-    metadata = (("authorization", f"Bearer {token}"),)
-    channels = [
-        grpc.aio.secure_channel(address, credentials, options=options) for _ in range(callers)
-    ]
+    """`callers` connections, `requests` calls in all; what citadel counted decides success."""
+    result = LevelResult(callers, requests)
+    log_file = workdir / f"h2load-{callers}.log"
+    before = server.counts()
+    server_before, client_before = server.cpu_seconds(), children_cpu_seconds()
     try:
-        calls = [
-            channel.unary_unary(
-                CREATE_CERTIFICATE,
-                request_serializer=ca_pb2.IstioCertificateRequest.SerializeToString,
-                response_deserializer=ca_pb2.IstioCertificateResponse.FromString,
-            )
-            for channel in channels
-        ]
-        warm = await asyncio.wait_for(
-            asyncio.gather(
-                *(
-                    call(_request(csr), metadata=metadata, timeout=CALL_TIMEOUT_S)
-                    for call, csr in zip(calls, warmup, strict=True)
-                )
-            ),
-            STARTUP_TIMEOUT_S,
+        subprocess.run(
+            command(callers, log_file), capture_output=True, check=False, timeout=timeout_s
         )
-        for response, csr in zip(warm, warmup, strict=True):
-            check_chain(response, csr, root_pem, IDENTITY)
-
-        root = root_pem.decode()
-        pending: Iterator[ca_pb2.IstioCertificateRequest] = iter([_request(c) for c in timed])
-        deadline = time.monotonic() + timeout_s
-
-        async def caller(call: grpc.aio.UnaryUnaryMultiCallable[Any, Any]) -> None:
-            for request in pending:  # shared: each request goes to whichever caller is free
-                if time.monotonic() > deadline:
-                    result.timed_out = True
-                    return
-                began = time.perf_counter()
-                try:
-                    response = await call(request, metadata=metadata, timeout=CALL_TIMEOUT_S)
-                except grpc.aio.AioRpcError as error:
-                    result.failures[error.code().name] += 1
-                    continue
-                result.latencies_ms.append((time.perf_counter() - began) * 1000)
-                if response.cert_chain and response.cert_chain[-1] == root:
-                    result.ok += 1
-                else:
-                    result.failures["bad chain"] += 1
-
-        server_before, client_before = cpu_seconds(server_pid), own_cpu_seconds()
-        began = time.perf_counter()
-        await asyncio.gather(*(caller(call) for call in calls))
-        result.wall_s = time.perf_counter() - began
-        result.server_cpu_s = cpu_seconds(server_pid) - server_before
-        result.client_cpu_s = own_cpu_seconds() - client_before
-    finally:
-        await asyncio.gather(*(channel.close() for channel in channels))
+    except subprocess.TimeoutExpired:
+        result.timed_out = True
+    result.server_cpu_s = server.cpu_seconds() - server_before
+    result.client_cpu_s = children_cpu_seconds() - client_before
+    counted = {name: value - before.get(name, 0.0) for name, value in server.counts().items()}
+    result.ok = int(counted[ISSUED])
+    rejected = {
+        "authentication failed": counted[AUTHENTICATION_FAILURES],
+        "bad CSR": counted[CSR_ERRORS],
+    }
+    rejected["other error"] = counted[CSRS_RECEIVED] - result.ok - sum(rejected.values())
+    result.failures.update({cause: int(n) for cause, n in rejected.items() if n})
+    if log_file.exists():
+        result.latencies_ms, result.wall_s = read_h2load_log(log_file)
     return result
 
 
@@ -446,6 +516,7 @@ async def run_level(
 class Result:
     key_type: KeyType
     address: str
+    workers: int
     requests: int
     raw: list[RawResult]
     levels: list[LevelResult]
@@ -466,72 +537,58 @@ class Result:
         return all(level.ok == level.requests for level in self.levels)
 
 
-async def _load(
-    address: str,
-    root_pem: bytes,
-    token: str,
-    levels: list[tuple[list[Csr], list[Csr]]],
-    *,
-    server_pid: int,
-    timeout_s: float,
-) -> list[LevelResult]:
-    """Each level in turn, in one event loop: (warm-up CSRs, one per caller; timed CSRs)."""
-    return [
-        await run_level(
-            address, root_pem, token, warmup, timed, server_pid=server_pid, timeout_s=timeout_s
-        )
-        for warmup, timed in levels
-    ]
-
-
 def run(
     levels: Sequence[int] = DEFAULT_LEVELS,
     requests: int = DEFAULT_REQUESTS,
     *,
     key_type: KeyType = "ec",
     host: str = "127.0.0.1",
+    workers: int = os.cpu_count() or 1,
     level_timeout_s: float = DEFAULT_LEVEL_TIMEOUT_S,
     raw_requests: int = DEFAULT_RAW_REQUESTS,
     raw_timeout_s: float = DEFAULT_RAW_TIMEOUT_S,
-    server_log_level: str = "INFO",
 ) -> Result:
-    """Create a CA, measure raw signing, start citadel, then load it at each level in turn."""
-    csrs = make_csrs(sum(levels) + requests * len(levels))
-    warmups = iter(csrs[: sum(levels)])
-    timed = csrs[sum(levels) :]
-    with tempfile.TemporaryDirectory(prefix="citadel-signing-") as workdir:
-        ca_dir = Path(workdir) / "ca"
+    """Create a CA, measure raw signing, start citadel, check one answer, then load it at each
+    level in turn."""
+    csrs = make_csrs(raw_requests + 1)
+    load_csr = csrs[-1]
+    with tempfile.TemporaryDirectory(prefix="citadel-signing-") as name:
+        workdir = Path(name)
+        ca_dir = workdir / "ca"
         ca = CertificateAuthority.load_or_create(ca_dir, key_type=key_type)
         token = TokenAuthority.load_or_create(ca_dir).mint(IDENTITY)
-        raw = measure_raw(ca_dir, timed[:raw_requests], raw_timeout_s)
-        log_file = Path(workdir) / "citadel.log"
-        with ServerProcess(ca_dir, host, key_type, log_file, server_log_level) as server:
-            address = f"{host}:{server.port}"
-            results = asyncio.run(
-                _load(
-                    address,
-                    ca.root_pem,
-                    token,
-                    [
-                        (
-                            [next(warmups) for _ in range(callers)],
-                            timed[i * requests : (i + 1) * requests],
-                        )
-                        for i, callers in enumerate(levels)
-                    ],
-                    server_pid=server.pid,
-                    timeout_s=level_timeout_s,
-                )
+        body = workdir / "request.grpc"
+        body.write_bytes(grpc_frame(load_csr))
+        raw = measure_raw(ca_dir, csrs[:raw_requests], raw_timeout_s)
+        log_file = workdir / "citadel.log"
+        with ServerProcess(ca_dir, host, key_type, workers, log_file) as server:
+            address = (
+                f"[{host}]:{server.serving.port}"
+                if ":" in host
+                else f"{host}:{server.serving.port}"
             )
-    return Result(key_type, address, requests, raw, results)
+            asyncio.run(checked_call(address, ca.root_pem, token, load_csr))
+            url = f"https://{address}{CREATE_CERTIFICATE}"
+
+            def command(callers: int, log: Path) -> list[str]:
+                return h2load_command(url, callers, requests, body, token, log)
+
+            results = [
+                run_level(
+                    server, command, callers, requests, workdir=workdir, timeout_s=level_timeout_s
+                )
+                for callers in levels
+            ]
+    return Result(key_type, address, workers, requests, raw, results)
 
 
 def report(result: Result) -> str:
     """The results as the tables printed and kept in BENCHMARKS.md."""
     ca = "ECDSA P-256" if result.key_type == "ec" else "RSA 2048"
     lines = [
-        f"CA key {ca}, leaf keys ECDSA P-256; citadel on {result.address}; "
-        f"{result.requests} timed requests per level",
+        f"CA key {ca}, leaf keys ECDSA P-256; citadel on {result.address} in {result.workers} "
+        f"serving process{'es' if result.workers > 1 else ''}; {result.requests} timed "
+        "requests per level (h2load)",
         "",
         "| raw signing, one thread | certs/s | µs per cert |",
         "|---|---|---|",
@@ -561,10 +618,10 @@ def report(result: Result) -> str:
     ]
     for level in result.levels:
         if level.failures or level.unfinished:
-            causes = ", ".join(f"{code}: {n}" for code, n in sorted(level.failures.items()))
+            causes = ", ".join(f"{cause}: {n}" for cause, n in sorted(level.failures.items()))
             lines.append(
                 f"{level.callers} callers: {level.ok} of {level.requests} succeeded "
-                f"({causes or 'no errors'}; {level.unfinished} not sent"
+                f"({causes or 'no errors'}; {level.unfinished} never reached citadel"
                 f"{', level timed out' if level.timed_out else ''})"
             )
     return "\n".join(lines)
@@ -593,13 +650,19 @@ def main(argv: list[str] | None = None) -> int:
         default=list(DEFAULT_LEVELS),
         help="concurrent callers, comma-separated (default 1,10,100)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="citadel's serving processes (default: one per core)",
+    )
     parser.add_argument("--key-type", choices=get_args(KeyType), default="ec", help="CA key")
     parser.add_argument("--host", default="127.0.0.1", help="loopback address citadel binds")
     parser.add_argument(
         "--level-timeout",
         type=float,
         default=DEFAULT_LEVEL_TIMEOUT_S,
-        help="seconds a level may run; requests not sent by then count as failed",
+        help="seconds a level may run; requests not answered by then count as failed",
     )
     parser.add_argument(
         "--raw-requests",
@@ -607,21 +670,18 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_RAW_REQUESTS,
         help="certificates each raw loop signs, in three rounds",
     )
-    parser.add_argument(
-        "--server-log-level", default="INFO", help="citadel's log level (default INFO)"
-    )
     options = parser.parse_args(argv)
-    if options.requests < 1 or options.raw_requests < 1:
-        parser.error("--requests and --raw-requests must be at least 1")
+    if options.requests < 1 or options.raw_requests < 1 or options.workers < 1:
+        parser.error("--requests, --raw-requests and --workers must be at least 1")
     try:
         result = run(
             options.levels,
             options.requests,
             key_type=options.key_type,
             host=options.host,
+            workers=options.workers,
             level_timeout_s=options.level_timeout,
             raw_requests=options.raw_requests,
-            server_log_level=options.server_log_level,
         )
     except BenchmarkError as error:
         print(f"citadel_signing: {error}", file=sys.stderr)

@@ -11,6 +11,8 @@ The local mesh: `--ca-dir DIR` (CA and bootstrap-token key). Kubernetes: `--kube
 ("in-cluster", a kubeconfig path, or the API's URL, as galley takes it) checks service-account
 tokens with the API server and keeps the CA in the Secret istio-ca-secret, or in a plugged-in
 `cacerts` Secret, of `--ca-secret-namespace` (istio-system), or in `--ca-dir` if given.
+
+`--workers N` serves from N processes on the same ports, for machines with cores to spare.
 """
 
 from __future__ import annotations
@@ -77,6 +79,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--max-ttl", type=_hours, default=MAX_TTL, help="longest certificate lifetime, hours"
     )
     parser.add_argument("--key-type", choices=["ec", "rsa"], default="ec", help="for a new root")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="serving processes sharing the ports (SO_REUSEPORT); one signs on one core",
+    )
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--namespace", help="mint-token: the workload's namespace")
     parser.add_argument("--service-account", help="mint-token: the workload's service account")
@@ -92,6 +100,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("mint-token needs --ca-dir, --namespace, --service-account and --out")
     if args.command == SERVER_CERT and not (args.ca_dir and args.name and args.out_dir):
         parser.error("server-cert needs --ca-dir, at least one --name, and --out-dir")
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, not {args.workers}")
     if args.ca_dir is None and args.kubernetes is None:
         parser.error("give --ca-dir (local mesh) or --kubernetes (service-account tokens)")
     if args.ca_secret_namespace is not None:
@@ -115,6 +125,7 @@ def options_from(args: argparse.Namespace) -> CitadelOptions:
         trust_domain=args.trust_domain,
         kubernetes=args.kubernetes,
         ca_secret_namespace=args.ca_secret_namespace or DEFAULT_NAMESPACE,
+        workers=args.workers,
     )
 
 

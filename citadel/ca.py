@@ -125,6 +125,8 @@ class CertificateAuthority:
         self._authority_key_id = authority_key_id(signing_cert)
         self.chain = chain
         self.roots = roots
+        # What follows every leaf on the wire never changes: encoded once, not per request.
+        self._chain_tail = [pem([c]) for c in self.intermediates] + [pem(roots)]
         self.default_ttl = default_ttl
         self.max_ttl = max_ttl
 
@@ -202,7 +204,7 @@ class CertificateAuthority:
     @property
     def root_pem(self) -> bytes:
         """The trust bundle: every root a mesh certificate may chain to (two in a rotation)."""
-        return pem(self.roots)
+        return self._chain_tail[-1]
 
     @property
     def intermediates(self) -> list[x509.Certificate]:
@@ -241,7 +243,7 @@ class CertificateAuthority:
             raise CsrError(f"unsupported key type {type(public_key).__name__}")
         san = x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity.uri)])
         leaf = self._issue(public_key, x509.Name([]), san, self.lifetime(ttl))
-        return [pem([c]) for c in [leaf, *self.intermediates]] + [self.root_pem]
+        return [pem([leaf]), *self._chain_tail]
 
     def server_credentials(
         self, *hosts: str, ttl: datetime.timedelta | None = None

@@ -14,33 +14,42 @@ service-account JWTs with the API server (`tokenreview`) and keeps its CA in a S
 (`ca_secret`), or in a directory when one is given (a mounted `cacerts`, say). The CA is read
 when the service starts, so a root rotation done on the store (`rotation`) takes effect at the
 next start.
+
+One process signs on one core; `workers` > 1 starts that many processes in all, sharing the
+ports (`workers`), each with its own CA copy and counting into shared counters (`metrics`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import functools
 import logging
+import signal
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import grpc
 from cryptography import x509
 from kubernetes_asyncio import client
-from prometheus_client import CollectorRegistry, Counter
 
 from citadel.authn import AuthenticationError, Authenticator, AuthenticatorUnavailable
 from citadel.ca import DEFAULT_TTL, MAX_TTL, CertificateAuthority, CsrError, IdentityMismatchError
 from citadel.ca_secret import DEFAULT_NAMESPACE, SecretStore
 from citadel.cacerts import CaStore, DirectoryStore
+from citadel.metrics import CitadelCounter, CitadelMetrics, SharedCounters
 from citadel.pki import KeyType
 from citadel.serving import ServingCertificate
 from citadel.tokenreview import ISTIO_CA_AUDIENCE, TokenReviewAuthenticator
 from citadel.tokens import TokenAuthority
+from citadel.workers import SERVING, WorkerPool
 from meshcore.grpc_server import create_server
 from meshcore.identity import CONTROL_PLANE_HOST, TRUST_DOMAIN, IdentityError, SpiffeId
 from meshcore.kube import api_client
 from meshcore.lifecycle import Service
+from meshcore.logs import configure_logging
 from meshcore.monitoring import MonitoringServer
 from protos.citadel.v1 import ca_pb2
 
@@ -67,10 +76,13 @@ class CitadelOptions:
     kubernetes: str | None = None
     ca_secret_namespace: str = DEFAULT_NAMESPACE
     token_audiences: Sequence[str] = (ISTIO_CA_AUDIENCE,)
+    workers: int = 1  # serving processes in all
 
     def __post_init__(self) -> None:
         if self.ca_dir is None and self.kubernetes is None:
             raise ValueError("citadel needs a CA directory (ca_dir) or Kubernetes (kubernetes)")
+        if self.workers < 1:
+            raise ValueError(f"citadel needs at least one serving process, not {self.workers}")
 
     def store(self, api: client.ApiClient | None) -> CaStore:
         """Where the CA is kept; `api` is the Kubernetes client of Kubernetes mode."""
@@ -81,35 +93,28 @@ class CitadelOptions:
         return SecretStore(api, self.ca_secret_namespace)
 
 
-class CitadelMetrics:
-    """Counters named as Istio's citadel names them."""
+@dataclass(frozen=True)
+class WorkerRole:
+    """What makes a `Citadel` one of the extra serving processes (its options name the ports
+    the first process bound): the shared counters, its row in them, and its end of the pipe to
+    the first process."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.csrs = Counter(
-            "citadel_server_csr_count", "The number of CSRs received.", registry=self.registry
-        )
-        self.issued = Counter(
-            "citadel_server_success_cert_issuance_count",
-            "The number of certificates issuances that have succeeded.",
-            registry=self.registry,
-        )
-        self.authentication_failures = Counter(
-            "citadel_server_authentication_failure_count",
-            "The number of authentication failures.",
-            registry=self.registry,
-        )
-        self.csr_errors = Counter(
-            "citadel_server_csr_parsing_err_count",
-            "The number of errors occurred when parsing the CSR.",
-            registry=self.registry,
-        )
+    index: int
+    counters: SharedCounters
+    control: Connection
 
 
 class Citadel(Service):
-    def __init__(self, options: CitadelOptions) -> None:
+    """The service; with `worker`, one of the extra processes of `options.workers` (no
+    monitoring server, no workers of its own)."""
+
+    def __init__(self, options: CitadelOptions, worker: WorkerRole | None = None) -> None:
         self.options = options
-        self.metrics = CitadelMetrics()
+        self._worker = worker
+        if worker is None:
+            self.metrics = CitadelMetrics(SharedCounters(options.workers))
+        else:
+            self.metrics = CitadelMetrics(worker.counters, worker.index)
         self._tokens: TokenAuthority | None = None
         if options.kubernetes is None and options.ca_dir is not None:
             self._tokens = TokenAuthority.load_or_create(options.ca_dir)
@@ -122,6 +127,7 @@ class Citadel(Service):
             options.host, options.monitoring_port, self.metrics.registry, self._ready
         )
         self._grpc: grpc.aio.Server | None = None
+        self._workers: WorkerPool | None = None
 
     @property
     def ca(self) -> CertificateAuthority:
@@ -149,6 +155,11 @@ class Citadel(Service):
         if self._reviewer is None:
             raise RuntimeError("citadel is not started: no token reviews yet")
         return self._reviewer
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The extra serving processes (none when one process serves)."""
+        return [] if self._workers is None else self._workers.pids
 
     @property
     def address(self) -> str:
@@ -186,7 +197,7 @@ class Citadel(Service):
             max_ttl=options.max_ttl,
         )
         self.serving = ServingCertificate(self.ca, CONTROL_PLANE_HOST, options.host)
-        server = create_server(max_receive_message_bytes=64 * 1024)
+        server = create_server(max_receive_message_bytes=64 * 1024, reuse_port=options.workers > 1)
         create = grpc.unary_unary_rpc_method_handler(
             self._create_certificate,
             request_deserializer=ca_pb2.IstioCertificateRequest.FromString,
@@ -205,13 +216,29 @@ class Citadel(Service):
         self.port, self.mtls_port = ports
         await server.start()
         self._grpc = server
+        if self._worker is not None:
+            self._worker.control.send(SERVING)
+            return
+        if options.workers > 1:
+            self._workers = WorkerPool(
+                functools.partial(
+                    serve_as_worker,
+                    replace(options, port=self.port, mtls_port=self.mtls_port),
+                    self.metrics.counters,
+                    logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+                ),
+                options.workers - 1,
+            )
+            await self._workers.start()
         await self.monitoring.start()
         log.info(
-            "citadel serving certificates on %s (%s) and %s (mTLS), monitoring on %s:%d, "
-            "CA in %s%s",
+            "citadel serving certificates on %s (%s) and %s (mTLS) in %d process%s, "
+            "monitoring on %s:%d, CA in %s%s",
             self.address,
             "service-account tokens" if options.kubernetes is not None else "bootstrap tokens",
             self.mtls_address,
+            options.workers,
+            "es" if options.workers > 1 else "",
             options.host,
             self.monitoring.port,
             store.description,
@@ -219,6 +246,9 @@ class Citadel(Service):
         )
 
     async def stop(self) -> None:
+        if self._workers is not None:
+            await self._workers.stop()
+            self._workers = None
         if self._grpc is not None:
             await self._grpc.stop(grace=1.0)
             self._grpc = None
@@ -244,11 +274,11 @@ class Citadel(Service):
         self, request: ca_pb2.IstioCertificateRequest, context: grpc.aio.ServicerContext
     ) -> ca_pb2.IstioCertificateResponse:
         metrics = self.metrics
-        metrics.csrs.inc()
+        metrics.inc(CitadelCounter.CSRS)
         try:
             identity = await self.authenticate(context)
         except AuthenticationError as error:
-            metrics.authentication_failures.inc()
+            metrics.inc(CitadelCounter.AUTHENTICATION_FAILURES)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"authentication failed: {error}")
         except AuthenticatorUnavailable as error:
             log.warning("cannot authenticate a caller now: %s", error)
@@ -262,13 +292,38 @@ class Citadel(Service):
             # hand-off each way, ~130 µs of CPU per certificate (BENCHMARKS.md).
             chain = self.ca.sign(request.csr.encode(), identity, ttl)
         except CsrError as error:
-            metrics.csr_errors.inc()
+            metrics.inc(CitadelCounter.CSR_ERRORS)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         except IdentityMismatchError as error:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(error))
-        metrics.issued.inc()
+        metrics.inc(CitadelCounter.ISSUED)
         log.debug("issued a certificate for %s", identity)
         return ca_pb2.IstioCertificateResponse(cert_chain=[pem.decode() for pem in chain])
+
+
+def serve_as_worker(
+    options: CitadelOptions,
+    counters: SharedCounters,
+    log_level: str,
+    index: int,
+    control: Connection,
+) -> None:
+    """A worker process's life (`WorkerPool` target): serve on the first process's ports
+    until the pipe to it closes, or SIGTERM / SIGINT."""
+    configure_logging(log_level)
+    role = WorkerRole(index, counters, control)
+    asyncio.run(_serve_until_released(Citadel(options, worker=role), control))
+
+
+async def _serve_until_released(citadel: Citadel, control: Connection) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    # The first process never writes after start: readable means it closed the pipe or died.
+    loop.add_reader(control.fileno(), stop.set)
+    async with citadel:
+        await stop.wait()
 
 
 def _certificate_identity(leaf: x509.Certificate) -> SpiffeId:

@@ -5,7 +5,8 @@ the application takes them (`grpc.server.max_pending_requests`, 1000 by default,
 limit, 3000: beyond them grpc refuses calls, which a client sees as a bare INTERNAL or
 CANCELLED; too low for an xDS server that thousands of proxies connect to at once), the largest
 message accepted (larger requests fail with RESOURCE_EXHAUSTED), and keepalive so dead peers are
-noticed.
+noticed. SO_REUSEPORT stays off unless asked for (`reuse_port`): with it on, a second server
+would silently share a port that is already taken instead of failing to bind.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ def create_server(
     *,
     max_receive_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_concurrent_streams: int = 100_000,
+    reuse_port: bool = False,
 ) -> grpc.aio.Server:
     options = [
         ("grpc.max_receive_message_length", max_receive_message_bytes),
@@ -31,7 +33,7 @@ def create_server(
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(reuse_port)),
     ]
     return grpc.aio.server(options=options)
 

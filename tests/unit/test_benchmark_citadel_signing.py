@@ -1,16 +1,19 @@
 """Keep the citadel signing benchmark runnable and honest, at a few requests per level.
 
 The numbers in BENCHMARKS.md only mean something if every timed request really got a
-certificate from the real service (over TLS, with a bearer token) and the raw loop signed what
-citadel signs. This runs the benchmark tiny and looks at what it counted, never at the timings.
+certificate from the real service (over TLS, with a bearer token, from every serving process)
+and the raw loop signed what citadel signs. This runs the benchmark tiny and looks at what it
+counted, never at the timings. The load is h2load (`make system-packages` installs it as root).
 """
 
 from __future__ import annotations
 
 import datetime
+import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 
 from benchmarks import citadel_signing
@@ -18,20 +21,25 @@ from citadel.ca import CertificateAuthority
 from tests.integration.mesh import allocate_block
 
 
+@pytest.mark.skipif(
+    shutil.which(citadel_signing.H2LOAD) is None,
+    reason="h2load is not installed (make system-packages as root)",
+)
 def test_every_request_at_every_level_gets_a_certificate() -> None:
     result = citadel_signing.run(
-        [1, 2], 3, host=f"{allocate_block()}.250", level_timeout_s=60, raw_requests=3
+        [1, 4], 12, host=f"{allocate_block()}.250", workers=2, level_timeout_s=60, raw_requests=3
     )
 
-    assert [level.callers for level in result.levels] == [1, 2]
+    assert [level.callers for level in result.levels] == [1, 4]
     for level in result.levels:
-        assert (level.requests, level.ok, sum(level.failures.values())) == (3, 3, 0)
-        assert len(level.latencies_ms) == 3 and not level.timed_out
+        assert (level.requests, level.ok, sum(level.failures.values())) == (12, 12, 0)
+        assert len(level.latencies_ms) == 12 and not level.timed_out
+        assert level.wall_s > 0
     assert result.all_succeeded
     assert [raw.count for raw in result.raw] == [3, 3]
 
     table = citadel_signing.report(result)
-    assert "| 1 | " in table and "| 2 | " in table and "Target, at least half" in table
+    assert "| 1 | " in table and "| 4 | " in table and "Target, at least half" in table
 
 
 def test_the_bare_leaf_matches_what_the_ca_issues() -> None:
@@ -52,3 +60,11 @@ def test_the_bare_leaf_matches_what_the_ca_issues() -> None:
         issued.not_valid_after_utc - issued.not_valid_before_utc
     )
     assert bare.not_valid_after_utc - bare.not_valid_before_utc > datetime.timedelta(hours=1)
+
+
+def test_the_load_request_is_a_grpc_frame_of_the_agent_request() -> None:
+    csr = citadel_signing.make_csrs(1)[0]
+    frame = citadel_signing.grpc_frame(csr)
+    assert frame[0] == 0 and int.from_bytes(frame[1:5], "big") == len(frame) - 5
+    request = citadel_signing.ca_pb2.IstioCertificateRequest.FromString(frame[5:])
+    assert request.csr.encode() == csr.pem

@@ -48,6 +48,7 @@ def test_kubernetes_mode_keeps_the_ca_in_a_secret_unless_given_a_directory() -> 
             "give one",
         ),
         (["rotate", "--ca-dir", "x"], "invalid choice: 'rotate'"),
+        (["--ca-dir", "x", "--workers", "0"], "--workers must be at least 1, not 0"),
     ],
 )
 def test_bad_combinations_are_refused(
@@ -61,6 +62,13 @@ def test_bad_combinations_are_refused(
 def test_options_need_a_ca_directory_or_kubernetes() -> None:
     with pytest.raises(ValueError, match="needs a CA directory"):
         CitadelOptions()
+
+
+def test_workers_flag_sets_the_serving_processes() -> None:
+    assert options_from(parse_args(["--ca-dir", "x"])).workers == 1
+    assert options_from(parse_args(["--ca-dir", "x", "--workers", "3"])).workers == 3
+    with pytest.raises(ValueError, match="at least one serving process, not 0"):
+        CitadelOptions(ca_dir=Path("x"), workers=0)
 
 
 def test_rotation_commands_step_a_directory(
