@@ -249,7 +249,9 @@ class ProxyView:
     VirtualService `sourceLabels` matches, so it holds the labels those matches read (none
     in most meshes): all sidecars of a namespace under the same Sidecar share one view.
     Whether the proxy has a workload certificate (`sds`) decides if its clusters use mutual
-    TLS.
+    TLS. Whether a sidecar listens as an explicit HTTP proxy (`http_proxy`: HTTP_PROXY_PORT)
+    decides if it gets the `http_proxy` route configuration, a virtual host per service port
+    that the many sidecars without that listener would never ask for.
     """
 
     type: NodeType
@@ -257,6 +259,7 @@ class ProxyView:
     labels: tuple[tuple[str, str], ...] = ()
     sidecar: str = ""
     sds: bool = False
+    http_proxy: bool = False
 
 
 _METADATA_STRING_KEYS: Final = (
@@ -316,7 +319,8 @@ class Proxy:
         if self.type is NodeType.ROUTER:
             labels = tuple(sorted(self.labels.items()))
             return ProxyView(self.type, self.namespace, labels, sds=self.sds)
-        return ProxyView(self.type, self.namespace, sds=self.sds)
+        http_proxy = self.http_proxy_port is not None and not self.proxyless_grpc
+        return ProxyView(self.type, self.namespace, sds=self.sds, http_proxy=http_proxy)
 
     @property
     def ip_addresses(self) -> tuple[str, ...]:

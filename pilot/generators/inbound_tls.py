@@ -18,6 +18,7 @@ peer's identity to `x-forwarded-client-cert` (`filters`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Final
 
 from envoy.config.core.v3 import base_pb2
@@ -72,9 +73,7 @@ def inbound_chains(
     if mode is MtlsMode.DISABLE:
         return [chain("")]
     mtls = chain("mtls", transport_protocol=TLS)
-    mtls.transport_socket.CopyFrom(
-        base_pb2.TransportSocket(name=TLS_TRANSPORT_SOCKET, typed_config=pack(mesh_tls(http)))
-    )
+    mtls.transport_socket.CopyFrom(_mesh_transport_socket(http))
     if mode is MtlsMode.STRICT:
         return [mtls]
     mtls.filter_chain_match.application_protocols.extend(MESH_ALPNS)
@@ -86,6 +85,13 @@ def inbound_chains(
 
 def needs_tls_inspector(chains: Sequence[listener_components_pb2.FilterChain]) -> bool:
     return any(chain.filter_chain_match.transport_protocol for chain in chains)
+
+
+@cache
+def _mesh_transport_socket(http: bool) -> base_pb2.TransportSocket:
+    """`mesh_tls` as a transport socket, built once for HTTP and once for TCP ports: every
+    mutual TLS chain of every proxy has one of the two. Shared, so callers copy it (CopyFrom)."""
+    return base_pb2.TransportSocket(name=TLS_TRANSPORT_SOCKET, typed_config=pack(mesh_tls(http)))
 
 
 def mesh_tls(http: bool) -> tls_pb2.DownstreamTlsContext:

@@ -7,11 +7,17 @@ config must encode to identical bytes for the serialize-once cache to share it.
 
 from __future__ import annotations
 
+from typing import Final
+
 from envoy.config.core.v3 import address_pb2, config_source_pb2
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 
 from meshconfig.base import duration_seconds
+
+# xDS v3. Read once: a top-level enum's values are looked up in Python on every access
+# (`EnumTypeWrapper.__getattr__`), which showed in per-proxy generation.
+API_V3: Final = config_source_pb2.ApiVersion.V3
 
 
 def pack(message: Message) -> any_pb2.Any:
@@ -30,7 +36,7 @@ def ads() -> config_source_pb2.ConfigSource:
     """Fetch over the stream the proxy already has open with pilot (ADS), xDS v3."""
     return config_source_pb2.ConfigSource(
         ads=config_source_pb2.AggregatedConfigSource(),
-        resource_api_version=config_source_pb2.ApiVersion.V3,
+        resource_api_version=API_V3,
     )
 
 

@@ -45,6 +45,11 @@ PREVIOUS_PRIORITIES: Final = "envoy.retry_priorities.previous_priorities"
 _HOST_SELECTION_RETRY_MAX_ATTEMPTS: Final = 5
 _PREVIOUS_PRIORITIES_UPDATE_FREQUENCY: Final = 2
 _HTTP_STATUS_CODES: Final = range(100, 600)
+# The same for every route that retries on other hosts (most routes), so packed once; message
+# fields copy what they are given, so sharing it is safe.
+_PREVIOUS_HOSTS_PREDICATE: Final = rc.RetryPolicy.RetryHostPredicate(
+    name=PREVIOUS_HOSTS, typed_config=pack(previous_hosts_pb2.PreviousHostsPredicate())
+)
 
 
 def retry_policy(retries: HTTPRetry | None, *, consistent_hash: bool) -> rc.RetryPolicy | None:
@@ -58,7 +63,7 @@ def retry_policy(retries: HTTPRetry | None, *, consistent_hash: bool) -> rc.Retr
         host_selection_retry_max_attempts=_HOST_SELECTION_RETRY_MAX_ATTEMPTS,
     )
     if not consistent_hash:
-        policy.retry_host_predicate.append(_previous_hosts())
+        policy.retry_host_predicate.append(_PREVIOUS_HOSTS_PREDICATE)
     if retries is None:
         return policy
     if not retries.attempts or retries.attempts <= 0:
@@ -75,7 +80,7 @@ def retry_policy(retries: HTTPRetry | None, *, consistent_hash: bool) -> rc.Retr
     if retries.retry_ignore_previous_hosts is not None:
         del policy.retry_host_predicate[:]
         if retries.retry_ignore_previous_hosts:
-            policy.retry_host_predicate.append(_previous_hosts())
+            policy.retry_host_predicate.append(_PREVIOUS_HOSTS_PREDICATE)
     if retries.retry_remote_localities:
         policy.retry_priority.name = PREVIOUS_PRIORITIES
         policy.retry_priority.typed_config.CopyFrom(
@@ -88,12 +93,6 @@ def retry_policy(retries: HTTPRetry | None, *, consistent_hash: bool) -> rc.Retr
     if retries.backoff:
         policy.retry_back_off.base_interval.CopyFrom(duration(retries.backoff))
     return policy
-
-
-def _previous_hosts() -> rc.RetryPolicy.RetryHostPredicate:
-    return rc.RetryPolicy.RetryHostPredicate(
-        name=PREVIOUS_HOSTS, typed_config=pack(previous_hosts_pb2.PreviousHostsPredicate())
-    )
 
 
 def _parse_retry_on(text: str) -> tuple[list[str], list[int]]:

@@ -6,7 +6,9 @@ answering to every name a client may use for it (FQDN, short forms, VIPs, each w
 the port), and Istio's `allow_any` host passing anything else through, or under the Sidecar's
 REGISTRY_ONLY policy its `block_all` host answering 502. The `http_proxy` config serves
 applications that use the sidecar as HTTP_PROXY: absolute-URI requests carry `host:port`, so
-every service port is there under its `:<port>` names. It has the same last virtual host,
+every service port is there under its `:<port>` names. Only views whose sidecars have that
+listener (HTTP_PROXY_PORT, `ProxyView.http_proxy`) get it: no other sidecar asks for it, and it
+is as large as all the port configs together. It has the same last virtual host,
 except that it does not pass through to PassthroughCluster: that needs traffic capture (an
 explicit proxy's connections are addressed to the proxy itself, so the original destination is
 the proxy).
@@ -23,6 +25,10 @@ port's routes, so `match.port` and multi-port destinations resolve as on the por
 
 Envoy rejects a domain listed twice in one config, so the first virtual host to claim a domain
 keeps it: VirtualService-only hosts (oldest VirtualService first), then services by hostname.
+
+A service port's default route depends on the view only through the DestinationRule that
+applies (its consistent hashing), so it is built once per push context for all views that
+agree on that rule (`PushContext.memo`).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 from envoy.config.route.v3 import route_components_pb2, route_pb2
@@ -62,6 +69,7 @@ INBOUND_RETRY_ON: Final = "reset-before-request"
 INBOUND_RETRIES: Final = 2
 # Routes may name clusters the proxy does not have yet; Envoy must not reject them for that.
 _NO: Final = wrappers_pb2.BoolValue(value=False)
+_MAX_BODY: Final = wrappers_pb2.UInt32Value(value=MAX_DIRECT_RESPONSE_BODY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +83,9 @@ class _Host:
 
 
 def outbound_routes(ctx: PushContext, view: ProxyView) -> list[route_pb2.RouteConfiguration]:
-    """`"<port>"` for each HTTP service port, and `http_proxy`; none for routers, whose route
-    configs come from their Gateways (`gateway_routes`)."""
+    """`"<port>"` for each HTTP service port, and `http_proxy` if the view's sidecars listen as
+    an HTTP proxy; none for routers, whose route configs come from their Gateways
+    (`gateway_routes`)."""
     if view.type is not NodeType.SIDECAR:
         return []
     hosts = _Planner(ctx, view).hosts()
@@ -89,13 +98,12 @@ def outbound_routes(ctx: PushContext, view: ProxyView) -> list[route_pb2.RouteCo
     unknown = catch_all_cluster(ctx, view)
     catch_all = _catch_all(unknown)
     configs = [
-        _config(str(number), [*_virtual_hosts(by_number[number], proxy_form=False), catch_all])
+        _config(str(number), by_number[number], catch_all, proxy_form=False)
         for number in service_ports
     ]
-    proxy_hosts = _virtual_hosts(hosts, proxy_form=True)
-    if unknown != names.PASSTHROUGH_CLUSTER:
-        proxy_hosts.append(catch_all)
-    configs.append(_config(names.HTTP_PROXY_ROUTE, proxy_hosts))
+    if view.http_proxy:
+        last = None if unknown == names.PASSTHROUGH_CLUSTER else catch_all
+        configs.append(_config(names.HTTP_PROXY_ROUTE, hosts, last, proxy_form=True))
     return configs
 
 
@@ -141,18 +149,25 @@ class _Planner:
     def hosts(self) -> list[_Host]:
         hosts = [h for vs in self.virtual_services for h in self._virtual_service_hosts(vs)]
         for service in self.services:
+            http_ports = [port.number for port in service.ports if port.protocol.is_http]
+            if not http_ports:
+                continue
             owner = self.owners[service.hostname]
-            for port in service.ports:
-                if not port.protocol.is_http:
-                    continue
-                routes = [] if owner is None else self._routes(owner, port.number)
+            host_names = _host_names(service, self.view)
+            for port in http_ports:
+                routes = [] if owner is None else self._routes(owner, port)
                 if not routes:
-                    namespace = self.view.namespace
-                    routes = [default_route(self.ctx, namespace, service.hostname, port.number)]
-                hosts.append(
-                    _Host(service.hostname, port.number, _host_names(service, self.view), routes)
-                )
+                    routes = [self._default_route(service.hostname, port)]
+                hosts.append(_Host(service.hostname, port, host_names, routes))
         return hosts
+
+    def _default_route(self, hostname: str, port: int) -> Route:
+        """The port's default route, shared with every view the same DestinationRule applies
+        to (callers copy it into their virtual hosts)."""
+        rule = self.ctx.config.destination_rule_for(hostname, self.view.namespace)
+        key = ("default-route", hostname, port, rule and rule.key)
+        build = partial(default_route, self.ctx, self.view.namespace, hostname, port)
+        return self.ctx.memo(key, build)
 
     def _routes(self, vs: BoundVirtualService, port: int) -> list[Route]:
         key = (vs.resource.key, port)
@@ -203,31 +218,28 @@ def _host_names(service: Service, view: ProxyView) -> list[str]:
     return result
 
 
-def _virtual_hosts(hosts: Iterable[_Host], *, proxy_form: bool) -> list[VirtualHost]:
-    """Claim domains in the given order, then list the virtual hosts by (hostname, port)."""
+def _claim_domains(hosts: Iterable[_Host], *, proxy_form: bool) -> list[tuple[_Host, list[str]]]:
+    """Claim domains in the given order; the hosts left with any, by (hostname, port)."""
     claimed: set[str] = set()
-    virtual_hosts = []
+    found = []
     for host in hosts:
         domains = []
+        suffix = f":{host.port}"
         for name in host.names:
-            with_port = f"{name}:{host.port}"
+            with_port = name + suffix
             if proxy_form:
                 # An absolute URI names its port unless it is HTTP's default.
-                forms = [with_port, name] if host.port == DEFAULT_HTTP_PORT else [with_port]
+                forms = (with_port, name) if host.port == DEFAULT_HTTP_PORT else (with_port,)
             else:
-                forms = [name, with_port]
-            domains += [d for d in forms if d not in claimed]
-            claimed.update(forms)
+                forms = (name, with_port)
+            for domain in forms:
+                if domain not in claimed:
+                    claimed.add(domain)
+                    domains.append(domain)
         if domains:
-            virtual_hosts.append(
-                (
-                    (host.hostname, host.port),
-                    VirtualHost(
-                        name=f"{host.hostname}:{host.port}", domains=domains, routes=host.routes
-                    ),
-                )
-            )
-    return [vh for _, vh in sorted(virtual_hosts, key=lambda item: item[0])]
+            found.append((host, domains))
+    found.sort(key=lambda item: (item[0].hostname, item[0].port))
+    return found
 
 
 def _catch_all(cluster: str) -> VirtualHost:
@@ -245,12 +257,17 @@ def _catch_all(cluster: str) -> VirtualHost:
     return VirtualHost(name=ALLOW_ANY, domains=["*"], routes=[route])
 
 
-def _config(name: str, virtual_hosts: list[VirtualHost]) -> route_pb2.RouteConfiguration:
-    return route_pb2.RouteConfiguration(
-        name=name,
-        virtual_hosts=virtual_hosts,
-        validate_clusters=_NO,
-        max_direct_response_body_size_bytes=wrappers_pb2.UInt32Value(
-            value=MAX_DIRECT_RESPONSE_BODY
-        ),
+def _config(
+    name: str, hosts: Iterable[_Host], last: VirtualHost | None, *, proxy_form: bool
+) -> route_pb2.RouteConfiguration:
+    """The config of `hosts` (their domains claimed in `proxy_form` or not), then `last`.
+    Virtual hosts are built in place: a built one would be copied into the config again."""
+    config = route_pb2.RouteConfiguration(
+        name=name, validate_clusters=_NO, max_direct_response_body_size_bytes=_MAX_BODY
     )
+    virtual_hosts = config.virtual_hosts
+    for host, domains in _claim_domains(hosts, proxy_form=proxy_form):
+        virtual_hosts.add(name=f"{host.hostname}:{host.port}", domains=domains, routes=host.routes)
+    if last is not None:
+        virtual_hosts.append(last)
+    return config

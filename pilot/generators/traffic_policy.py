@@ -54,7 +54,7 @@ from meshconfig.networking.destination_rule import (
     TcpKeepalive,
     TrafficPolicy,
 )
-from pilot.generators.proto import duration, pack
+from pilot.generators.proto import API_V3, duration, pack
 from pilot.model import Protocol, is_ip
 from pilot.push_context import PushContext
 
@@ -74,6 +74,20 @@ ALPN_IN_MESH: Final = ("istio-peer-exchange", "istio")
 ALPN_IN_MESH_H2: Final = ("istio-peer-exchange", "istio", "h2")
 ALPN_H2: Final = ("h2",)
 TRUST_DOMAIN: Final = "cluster.local"
+# Where every SDS secret comes from, built once: a message field given a message copies it.
+_SDS_CONFIG: Final = config_source_pb2.ConfigSource(
+    api_config_source=config_source_pb2.ApiConfigSource(
+        api_type=config_source_pb2.ApiConfigSource.GRPC,
+        transport_api_version=API_V3,
+        set_node_on_first_message_only=True,
+        grpc_services=[
+            grpc_service_pb2.GrpcService(
+                envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=SDS_CLUSTER)
+            )
+        ],
+    ),
+    resource_api_version=API_V3,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,22 +476,7 @@ def _from_files(
 
 def sds_secret(name: str) -> secret_pb2.SdsSecretConfig:
     """A secret from the agent's SDS server (`sds-grpc`): Istio's `default` or `ROOTCA`."""
-    return secret_pb2.SdsSecretConfig(
-        name=name,
-        sds_config=config_source_pb2.ConfigSource(
-            api_config_source=config_source_pb2.ApiConfigSource(
-                api_type=config_source_pb2.ApiConfigSource.GRPC,
-                transport_api_version=config_source_pb2.ApiVersion.V3,
-                set_node_on_first_message_only=True,
-                grpc_services=[
-                    grpc_service_pb2.GrpcService(
-                        envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=SDS_CLUSTER)
-                    )
-                ],
-            ),
-            resource_api_version=config_source_pb2.ApiVersion.V3,
-        ),
-    )
+    return secret_pb2.SdsSecretConfig(name=name, sds_config=_SDS_CONFIG)
 
 
 def san_matchers(names: tuple[str, ...] | list[str]) -> list[common_pb2.SubjectAltNameMatcher]:

@@ -17,6 +17,7 @@ from citadel.metrics import CitadelCounter
 from citadel.server import Citadel, CitadelOptions
 from meshcore.identity import CONTROL_PLANE_HOST, CREATE_CERTIFICATE, SpiffeId
 from protos.citadel.v1 import ca_pb2
+from tests.integration.mesh import eventually
 from tests.support.csr import make_csr, new_key
 
 REVIEWS = SpiffeId("default", "reviews")
@@ -86,10 +87,12 @@ async def test_every_process_signs_and_metrics_count_them_all(citadel: Citadel) 
 async def test_a_dead_worker_is_started_again(citadel: Citadel) -> None:
     [dead] = citadel.worker_pids
     os.kill(dead, signal.SIGKILL)
-    async with asyncio.timeout(60):
-        while citadel.worker_pids in ([], [dead]):
-            await asyncio.sleep(0.1)
-    [restarted] = citadel.worker_pids
+
+    async def replaced() -> int | None:
+        pids = citadel.worker_pids
+        return pids[0] if pids and pids != [dead] else None
+
+    restarted = await eventually(replaced, "a new worker", attempts=600, interval=0.1)
     await _certificates_from_separate_connections(citadel, CALLERS)
     per_process = citadel.metrics.counters.per_process(CitadelCounter.ISSUED)
     assert per_process[1] > 0, f"the restarted worker {restarted} served nothing: {per_process}"

@@ -6,13 +6,16 @@ from collections.abc import Callable
 
 from envoy.config.route.v3 import route_pb2
 
+from meshcore.xds import types
 from pilot.generators.routes import inbound_route, outbound_routes
 from pilot.model import NodeType, Proxy, ProxyView
 from pilot.push_context import PushContext
+from pilot.snapshots import SnapshotGenerator
 
 BuildContext = Callable[..., PushContext]
 MakeProxy = Callable[..., Proxy]
 DEFAULT = ProxyView(NodeType.SIDECAR, "default")
+HTTP_PROXY = ProxyView(NodeType.SIDECAR, "default", http_proxy=True)  # HTTP_PROXY_PORT set
 
 
 def _configs(
@@ -26,11 +29,23 @@ def _domains(config: route_pb2.RouteConfiguration) -> dict[str, list[str]]:
 
 
 def test_one_config_per_http_port_plus_http_proxy(ctx: PushContext) -> None:
-    assert list(_configs(ctx)) == ["80", "9080", "9090", "http_proxy"]
+    assert list(_configs(ctx, HTTP_PROXY)) == ["80", "9080", "9090", "http_proxy"]
     assert all(
         not c.validate_clusters.value and c.HasField("validate_clusters")
-        for c in _configs(ctx).values()
+        for c in _configs(ctx, HTTP_PROXY).values()
     )
+
+
+def test_http_proxy_config_only_for_sidecars_with_that_listener(
+    ctx: PushContext, make_proxy: MakeProxy
+) -> None:
+    assert list(_configs(ctx)) == ["80", "9080", "9090"]
+    generator = SnapshotGenerator()
+    plain = generator.full(ctx, make_proxy()).types[types.ROUTE].resources
+    explicit = generator.full(ctx, make_proxy(HTTP_PROXY_PORT="15080")).types[types.ROUTE].resources
+    assert set(plain) == {"80", "9080", "9090"}
+    assert set(explicit) == {*plain, "http_proxy"}
+    assert all(plain[name].any_bytes == explicit[name].any_bytes for name in plain)
 
 
 def test_virtual_hosts_route_to_the_outbound_cluster(ctx: PushContext) -> None:
@@ -89,7 +104,7 @@ def test_allow_any_passes_unknown_hosts_through(ctx: PushContext) -> None:
 
 
 def test_http_proxy_config_names_every_port(ctx: PushContext) -> None:
-    domains = _domains(_configs(ctx)["http_proxy"])
+    domains = _domains(_configs(ctx, HTTP_PROXY)["http_proxy"])
     assert list(domains) == [
         "ratings.shop.svc.cluster.local:9080",
         "reviews.default.svc.cluster.local:9080",
@@ -120,7 +135,7 @@ def test_a_domain_is_listed_once_first_host_wins(build_context: BuildContext) ->
         ---
     """
     ctx = build_context(entry % ("a", "a.example.com") + entry % ("b", "b.example.com"))
-    for config in outbound_routes(ctx, DEFAULT):
+    for config in outbound_routes(ctx, HTTP_PROXY):
         listed = [d for vh in config.virtual_hosts for d in vh.domains]
         assert len(listed) == len(set(listed)), config.name
     domains = _domains(_configs(ctx)["80"])

@@ -236,6 +236,19 @@ def test_strict_requires_a_mesh_client_certificate(write_config: WriteConfig) ->
     assert list(common.alpn_protocols) == ["h2", "http/1.1"]
 
 
+def test_changing_one_proxys_tls_context_leaves_the_next_ones(write_config: WriteConfig) -> None:
+    """The mutual TLS transport socket is built once and shared: listeners get copies."""
+    ctx = context(write_config, peer("STRICT"))
+    first = inbound_listener(ctx, 8080).filter_chains[0]
+    first.transport_socket.name = "changed"
+    first.transport_socket.typed_config.Clear()
+    second = inbound_listener(ctx, 8080).filter_chains[0]
+    server = tls_pb2.DownstreamTlsContext()
+    assert second.transport_socket.name == "envoy.transport_sockets.tls"
+    assert second.transport_socket.typed_config.Unpack(server)
+    assert server.require_client_certificate.value
+
+
 def test_a_proxy_without_certificate_stays_plaintext_even_under_strict(
     write_config: WriteConfig,
 ) -> None:

@@ -65,6 +65,14 @@ def test_view_is_shared_by_proxies_of_one_namespace(make_proxy: MakeProxy) -> No
     assert elsewhere.view != one.view
 
 
+def test_an_http_proxy_listener_is_part_of_the_view(make_proxy: MakeProxy) -> None:
+    explicit = make_proxy(HTTP_PROXY_PORT="15080")
+    assert explicit.view == ProxyView(NodeType.SIDECAR, "default", http_proxy=True)
+    assert explicit.view != make_proxy().view
+    proxyless = make_proxy(HTTP_PROXY_PORT="15080", GENERATOR="grpc")
+    assert not proxyless.view.http_proxy  # it gets no Envoy listeners at all
+
+
 @pytest.mark.parametrize(
     ("node_id", "message"),
     [

@@ -60,7 +60,7 @@ def test_without_any_sidecar_everything_is_visible(
 ) -> None:
     ctx = context(write_config, ONLY_OWN_AND_SYSTEM)
     proxy = proxy_in(make_proxy, "b")
-    assert ctx.view_for(proxy) == ProxyView(NodeType.SIDECAR, "b")
+    assert ctx.view_for(proxy) == ProxyView(NodeType.SIDECAR, "b", http_proxy=True)
     assert {s.hostname for s in ctx.services_for(ctx.view_for(proxy))} == {A1, B1, SYS, EXTERNAL}
 
 
@@ -140,9 +140,9 @@ def test_sidecars_with_one_scope_share_one_view(
     assert (
         ctx.view_for(one)
         == ctx.view_for(two)
-        == ProxyView(NodeType.SIDECAR, "a", sidecar="a/default")
+        == ProxyView(NodeType.SIDECAR, "a", sidecar="a/default", http_proxy=True)
     )
-    assert ctx.view_for(wide) == ProxyView(NodeType.SIDECAR, "a", sidecar="a/wide")
+    assert ctx.view_for(wide) == ProxyView(NodeType.SIDECAR, "a", sidecar="a/wide", http_proxy=True)
     assert ctx.scope(ctx.view_for(one)) is ctx.scope(ctx.view_for(two))
 
     generator = SnapshotGenerator()
@@ -155,7 +155,9 @@ def test_sidecars_with_one_scope_share_one_view(
     # Without any Sidecar in the namespace, labels do not split the view either.
     elsewhere = [proxy_in(make_proxy, "b", f"127.0.7.{n}", app=f"app{n}") for n in (1, 2)]
     assert (
-        ctx.view_for(elsewhere[0]) == ctx.view_for(elsewhere[1]) == ProxyView(NodeType.SIDECAR, "b")
+        ctx.view_for(elsewhere[0])
+        == ctx.view_for(elsewhere[1])
+        == ProxyView(NodeType.SIDECAR, "b", http_proxy=True)
     )
 
 

@@ -466,6 +466,27 @@ def test_consistent_hashing_adds_a_hash_policy_and_keeps_retries_on_the_host(
     assert default.route.hash_policy[0].header.header_name == "x-user"
 
 
+def test_views_share_a_default_route_only_under_the_same_destination_rule(
+    write_config: WriteConfig,
+) -> None:
+    rule = """\
+        apiVersion: networking.istio.io/v1
+        kind: DestinationRule
+        metadata: {name: reviews, namespace: shop}
+        spec:
+          host: reviews.default.svc.cluster.local
+          trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}
+        """
+    ctx = build(write_config, BOOKINFO, rule)
+    name = f"{REVIEWS}:9080"
+    (hashed,) = virtual_host(ctx, name, namespace="shop").routes
+    (plain,) = virtual_host(ctx, name, namespace="default").routes
+    (other,) = virtual_host(ctx, name, namespace="other").routes
+    assert hashed.route.hash_policy[0].header.header_name == "x-user"
+    assert not plain.route.hash_policy and plain.route.retry_policy.retry_host_predicate
+    assert other == plain
+
+
 # --- faults, mirrors, CORS, headers ------------------------------------------------------------
 
 

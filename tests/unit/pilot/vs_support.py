@@ -68,7 +68,9 @@ def build(write_config: WriteConfig, *documents: str) -> PushContext:
 def route_configs(
     ctx: PushContext, namespace: str = "default"
 ) -> dict[str, route_pb2.RouteConfiguration]:
-    return {c.name: c for c in routes.outbound_routes(ctx, ProxyView(NodeType.SIDECAR, namespace))}
+    """Every route config of a sidecar in `namespace`, `http_proxy` included."""
+    view = ProxyView(NodeType.SIDECAR, namespace, http_proxy=True)
+    return {c.name: c for c in routes.outbound_routes(ctx, view)}
 
 
 def virtual_host(
