@@ -48,7 +48,7 @@ from galley.client import ConfigClient
 from galley.server import Galley, GalleyOptions
 from meshconfig import Kind, Resource
 from meshconfig.kinds import kind_by_id
-from meshcore.lifecycle import settle_heap
+from meshcore.quiet_gc import QuietCollector
 
 DEFAULT_RESOURCES = 10_000
 DEFAULT_CHANGES = 200
@@ -382,8 +382,7 @@ def galley_main(config_dir: str, host: str, control: Connection, events: Any) ->
 async def _serve(config_dir: Path, host: str, control: Connection, events: Any) -> None:
     options = GalleyOptions(config_dir=config_dir, host=host, grpc_port=0, monitoring_port=0)
     began = time.monotonic()
-    async with Galley(options) as galley:
-        settle_heap()  # as `python -m galley` does once started
+    async with QuietCollector(), Galley(options) as galley:  # as `python -m galley` runs
         errors = dict(galley.directory.errors) if galley.directory is not None else {}
         resources = len(galley.store.snapshot.resources)
         events.put(Serving(GALLEY, galley.grpc_port, resources, errors, time.monotonic() - began))

@@ -10,6 +10,7 @@ from pathlib import Path
 from galley.server import Galley, GalleyOptions
 from meshcore.lifecycle import run_until_signalled
 from meshcore.logs import configure_logging
+from meshcore.quiet_gc import QuietCollector
 from meshcore.tls import from_files
 
 
@@ -52,7 +53,7 @@ async def run(args: argparse.Namespace) -> None:
         webhook_dir=args.webhook_dir,
         tls=args.tls,
     )
-    await run_until_signalled(Galley(options), long_lived_state=True)
+    await run_until_signalled(QuietCollector(), Galley(options))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

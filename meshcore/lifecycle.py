@@ -10,7 +10,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import gc
 import signal
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
@@ -50,33 +49,17 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
             await task
 
 
-def settle_heap() -> None:
-    """Call once a long-lived service has loaded its state (a whole configuration, say).
-
-    Python's cyclic collector otherwise rescans every object of that state on each full
-    collection, which showed as the tail of galley's change latency; frozen objects are left
-    alone, and a larger first generation makes collections rarer.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-
-
-async def run_until_signalled(
-    service: AbstractAsyncContextManager[Any], *, long_lived_state: bool = False
-) -> None:
-    """Run `service` until SIGTERM or SIGINT, then leave its context (which stops it).
-
-    With `long_lived_state`, the heap is settled (`settle_heap`) once the service started.
-    """
+async def run_until_signalled(*services: AbstractAsyncContextManager[Any]) -> None:
+    """Run `services` (entered in order) until SIGTERM or SIGINT, then leave their contexts
+    (which stops them, in reverse order)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with service:
-            if long_lived_state:
-                settle_heap()
+        async with contextlib.AsyncExitStack() as stack:
+            for service in services:
+                await stack.enter_async_context(service)
             await stop.wait()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from meshcore.lifecycle import run_until_signalled
 from meshcore.logs import configure_logging
+from meshcore.quiet_gc import QuietCollector
 from pilot.mesh_config import DEFAULT_MESH, MeshConfig, MeshConfigError
 from pilot.registry import ConfigError
 from pilot.registry.autoregister import DEFAULT_GRACE_PERIOD
@@ -68,7 +69,7 @@ async def run(args: argparse.Namespace) -> None:
         galley_mtls=args.galley_mtls,
         mesh=DEFAULT_MESH if args.mesh_config is None else MeshConfig.load(args.mesh_config),
     )
-    await run_until_signalled(Pilot(options))
+    await run_until_signalled(QuietCollector(), Pilot(options))
 
 
 def _read(path: Path | None) -> bytes:
