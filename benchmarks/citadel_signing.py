@@ -85,6 +85,7 @@ from citadel.server import Citadel, CitadelOptions
 from citadel.tokens import TokenAuthority
 from meshcore.identity import CONTROL_PLANE_HOST, CREATE_CERTIFICATE, SpiffeId
 from meshcore.logs import configure_logging
+from meshcore.processes import end_process
 from protos.citadel.v1 import ca_pb2
 
 DEFAULT_LEVELS = (1, 10, 100)
@@ -330,13 +331,7 @@ class ServerProcess:
     def close(self) -> None:
         with contextlib.suppress(OSError):  # already gone
             self._control.send(STOP)
-        self._process.join(STOP_TIMEOUT_S)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(STOP_TIMEOUT_S)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
+        end_process(self._process, STOP_TIMEOUT_S)
         self._control.close()
 
     def __enter__(self) -> ServerProcess:

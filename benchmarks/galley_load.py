@@ -48,6 +48,7 @@ from galley.client import ConfigClient
 from galley.server import Galley, GalleyOptions
 from meshconfig import Kind, Resource
 from meshconfig.kinds import kind_by_id
+from meshcore.processes import end_process
 from meshcore.quiet_gc import QuietCollector
 
 DEFAULT_RESOURCES = 10_000
@@ -525,13 +526,7 @@ class Processes:
                 control.send(STOP)
             control.close()
         for process, _ in self._children.values():
-            process.join(STOP_TIMEOUT_S)
-            if process.is_alive():
-                process.terminate()
-                process.join(STOP_TIMEOUT_S)
-            if process.is_alive():
-                process.kill()
-                process.join()
+            end_process(process, STOP_TIMEOUT_S)
         self._children.clear()
         self.events.close()
         self.events.join_thread()

@@ -80,6 +80,7 @@ from benchmarks.pilot_load_client import (
     client_main,
 )
 from benchmarks.procstat import cpu_seconds, peak_rss_mb
+from meshcore.processes import end_process
 from meshcore.xds import types
 
 DEFAULT_ENDPOINTS = 2
@@ -292,13 +293,7 @@ class Clients:
                 control.send(STOP)
             control.close()
         for process, _ in self._children.values():
-            process.join(STOP_TIMEOUT_S)
-            if process.is_alive():
-                process.terminate()
-                process.join(STOP_TIMEOUT_S)
-            if process.is_alive():
-                process.kill()
-                process.join()
+            end_process(process, STOP_TIMEOUT_S)
         self._children.clear()
         self.events.close()
         self.events.join_thread()
@@ -454,7 +449,7 @@ def _measure(
     if missing:
         raise BenchmarkError(
             f"{len(missing)} streams had no full config after {options.connect_timeout:.0f} s "
-            f"(--connect-timeout), e.g. {missing[:3]}"
+            f"(--connect-timeout), e.g. {missing[:3]}\n" + "\n".join(_pilot_said(pilot.log_path))
         )
     connect_s = [at - began for c in connected.values() for at in c.complete_at.values()]
     time.sleep(SETTLE_S)
@@ -638,7 +633,8 @@ def _change(
     if missing:
         raise BenchmarkError(
             f"change {expectation.change} ({expectation.kind}) had not reached {len(missing)} "
-            f"streams by its deadline (--change-timeout), e.g. {missing[:3]}"
+            f"streams by its deadline (--change-timeout), e.g. {missing[:3]}\n"
+            + "\n".join(_pilot_said(pilot.log_path))
         )
     latencies = [at - written for c in converged.values() for at in c.acked_at.values()]
     result.latencies_s.extend(latencies)
@@ -782,6 +778,15 @@ def _warnings(log: Path) -> Counter[str]:
     return found
 
 
+def _pilot_said_lines(warnings: Counter[str]) -> list[str]:
+    return [f"pilot logged {count}x: {line}" for line, count in warnings.most_common(5)]
+
+
+def _pilot_said(log: Path) -> list[str]:
+    """Pilot's most repeated warnings so far, for an error that ends the run early."""
+    return _pilot_said_lines(_warnings(log))
+
+
 def _protocols(options: Options) -> str:
     if options.delta_every < 1:
         return "all state of the world"
@@ -877,7 +882,7 @@ def report(result: Result) -> str:
         *(f"  unneeded: {r}" for r in result.redundant_examples),
         _stall_line(result.stall),
         "load average at the end: " + " ".join(f"{v:.2f}" for v in result.load_average),
-        *(f"pilot logged {count}x: {line}" for line, count in result.pilot_warnings.most_common(5)),
+        *_pilot_said_lines(result.pilot_warnings),
         "",
         *(f"target {name}: {'met' if met else 'MISSED'}" for name, met in result.targets.items()),
     ]

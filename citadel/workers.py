@@ -22,6 +22,8 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from meshcore.processes import end_process
+
 log = logging.getLogger(__name__)
 
 SERVING = "serving"
@@ -144,10 +146,4 @@ def _end(worker: _Worker) -> None:
     """Close the pipe (the worker stops serving and exits), then insist if it does not."""
     with contextlib.suppress(OSError):
         worker.control.close()
-    worker.process.join(STOP_TIMEOUT_S)
-    if worker.process.is_alive():
-        worker.process.terminate()
-        worker.process.join(STOP_TIMEOUT_S)
-    if worker.process.is_alive():
-        worker.process.kill()
-        worker.process.join()
+    end_process(worker.process, STOP_TIMEOUT_S)

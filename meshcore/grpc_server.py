@@ -5,7 +5,11 @@ the application takes them (`grpc.server.max_pending_requests`, 1000 by default,
 limit, 3000: beyond them grpc refuses calls, which a client sees as a bare INTERNAL or
 CANCELLED; too low for an xDS server that thousands of proxies connect to at once), the largest
 message accepted (larger requests fail with RESOURCE_EXHAUSTED), and keepalive so dead peers are
-noticed. SO_REUSEPORT stays off unless asked for (`reuse_port`): with it on, a second server
+noticed. A call grpc has accepted but the application has not yet picked up is cancelled after
+`grpc.server_max_unrequested_time_in_server` (30 s by default), which the client sees as a bare
+CANCELLED and the application never hears of: at 5000 services and 2000 proxies connecting at
+once pilot's event loop needs longer than that to take every stream, so the wait is raised.
+SO_REUSEPORT stays off unless asked for (`reuse_port`): with it on, a second server
 would silently share a port that is already taken instead of failing to bind.
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 import grpc
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_UNREQUESTED_SECONDS = 600
 
 
 def create_server(
@@ -28,6 +33,7 @@ def create_server(
         ("grpc.server.max_pending_requests", max_concurrent_streams),
         ("grpc.server.max_pending_requests_hard_limit", max_concurrent_streams),
         ("grpc.max_concurrent_streams", max_concurrent_streams),
+        ("grpc.server_max_unrequested_time_in_server", MAX_UNREQUESTED_SECONDS),
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
