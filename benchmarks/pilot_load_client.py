@@ -78,6 +78,7 @@ STALLED_OPTIONS: list[tuple[str, Any]] = [
 STOP = "stop"
 REDUNDANT_EXAMPLES = 10
 PRUNE_BYTES = 64 * 1024 * 1024  # decoded resources taken in before unheld ones are dropped
+LARGE_RESOURCE = 16 * 1024  # from this size a resource is found by comparison, not hashing
 
 log = logging.getLogger(__name__)
 
@@ -178,13 +179,23 @@ class Failed:
 class Info:
     """One distinct resource: its name, pilot-style version, and what Envoy would follow."""
 
-    __slots__ = ("__weakref__", "follows", "name", "value", "version")
+    __slots__ = ("__weakref__", "_marked", "follows", "name", "value", "version")
 
     def __init__(self, name: str, version: str, value: bytes, follows: tuple[str, ...]) -> None:
         self.name = name
         self.version = version
         self.value = value  # the serialized resource (the Any's value)
         self.follows = follows  # EDS names of a cluster, RDS names of a listener
+        self._marked: dict[bytes, bool] = {}
+
+    def contains(self, marker: bytes) -> bool:
+        """Whether the encoding contains `marker`, searched once per resource and marker:
+        thousands of streams hold the same resource (a 500 KB route configuration, say) and
+        each checks it after every response."""
+        found = self._marked.get(marker)
+        if found is None:
+            found = self._marked[marker] = marker in self.value
+        return found
 
 
 class Holding:
@@ -209,6 +220,10 @@ class Holding:
 EMPTY = Holding({})
 
 
+def _fingerprint(value: bytes) -> tuple[int, bytes]:
+    return len(value), value[:64]
+
+
 class Library:
     """Decodes each distinct resource once and interns holdings, for all streams of a process."""
 
@@ -216,6 +231,9 @@ class Library:
         # Per type, the encoded resource -> its Info; plain dictionaries, since a lookup per
         # resource of every response is the client's hottest path (`prune` forgets).
         self._infos: dict[str, dict[bytes, Info]] = {t: {} for t in _MESSAGES}
+        # Large resources (a route configuration of 500 KB) by length and first bytes -> the
+        # stored encodings: comparing bytes is several times cheaper than hashing them anew.
+        self._large: dict[tuple[int, bytes], list[bytes]] = {}
         self._taken_in = 0  # bytes of resources decoded since the last prune
         self._replaced: weakref.WeakValueDictionary[tuple[Info, ...], Holding] = (
             weakref.WeakValueDictionary()
@@ -237,11 +255,19 @@ class Library:
         }
         for type_url, infos in self._infos.items():
             self._infos[type_url] = {v: i for v, i in infos.items() if id(i) in live}
+        self._large.clear()
+        for infos in self._infos.values():
+            for value in infos:
+                if len(value) >= LARGE_RESOURCE:
+                    self._large.setdefault(_fingerprint(value), []).append(value)
 
     def infos(self, type_url: str, values: list[bytes]) -> tuple[Info, ...]:
         """The Info of each encoded resource, decoding only those not seen before."""
         known = self._infos[type_url]
-        found = list(map(known.get, values))  # hashing and lookups without a Python loop
+        if values and sum(map(len, values)) >= LARGE_RESOURCE * len(values):
+            found = [self._large_info(known, value) for value in values]
+        else:
+            found = list(map(known.get, values))  # hashing and lookups without a Python loop
         for index, info in enumerate(found):
             if info is None:
                 value = values[index]
@@ -249,8 +275,16 @@ class Library:
                 if info is None:
                     info = self._decode(type_url, value)
                     self._taken_in += len(value)
+                    if len(value) >= LARGE_RESOURCE:
+                        self._large.setdefault(_fingerprint(value), []).append(value)
                 known[value] = found[index] = info
         return tuple(found)  # type: ignore[arg-type]  # no None left
+
+    def _large_info(self, known: dict[bytes, Info], value: bytes) -> Info | None:
+        for stored in self._large.get(_fingerprint(value), ()):
+            if stored == value:
+                return known.get(stored)  # the stored key's hash is computed already
+        return None
 
     @staticmethod
     def _decode(type_url: str, value: bytes) -> Info:
@@ -549,7 +583,7 @@ class ProxyStream:
             return False
         if info is None or not check.marker:
             return True
-        return (check.marker in info.value) == check.marker_present
+        return info.contains(check.marker) == check.marker_present
 
     def expect(self, expectation: Expectation) -> None:
         self.expectation = expectation
