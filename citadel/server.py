@@ -16,7 +16,8 @@ when the service starts, so a root rotation done on the store (`rotation`) takes
 next start.
 
 One process signs on one core; `workers` > 1 starts that many processes in all, sharing the
-ports (`workers`), each with its own CA copy and counting into shared counters (`metrics`).
+ports (`citadel.workers`), each loading the CA itself and counting into shared counters
+(`citadel.metrics`).
 """
 
 from __future__ import annotations
@@ -138,7 +139,8 @@ class Citadel(Service):
 
     @property
     def tokens(self) -> TokenAuthority:
-        """The local mesh's bootstrap tokens; replacing it (a new key) applies to the next call."""
+        """The local mesh's bootstrap tokens; replacing it (a new key) applies to the next call
+        this process serves (workers read the key file when they start)."""
         if self._tokens is None:
             raise RuntimeError("in Kubernetes mode citadel checks service-account tokens only")
         return self._tokens
