@@ -26,7 +26,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.sds import SdsServer, WorkloadCertificate
-from meshcore.identity import CONTROL_PLANE_HOST, CREATE_CERTIFICATE, SpiffeId
+from meshcore.identity import (
+    CONTROL_PLANE_HOST,
+    SpiffeId,
+    create_certificate_call,
+)
 from meshcore.lifecycle import Service, cancel_and_wait
 from protos.citadel.v1 import ca_pb2
 
@@ -198,11 +202,7 @@ class CertificateManager(Service):
         # Verify citadel as Istio's agents do: against the mesh root, as istiod's name.
         options = [("grpc.ssl_target_name_override", CONTROL_PLANE_HOST)]
         async with grpc.aio.secure_channel(address, credentials, options=options) as channel:
-            call = channel.unary_unary(
-                CREATE_CERTIFICATE,
-                request_serializer=ca_pb2.IstioCertificateRequest.SerializeToString,
-                response_deserializer=ca_pb2.IstioCertificateResponse.FromString,
-            )
+            call = create_certificate_call(channel)
             response = await call(request, metadata=metadata, timeout=REQUEST_TIMEOUT)
         return self._check(response, key)
 

@@ -83,7 +83,12 @@ from benchmarks.procstat import cpu_seconds
 from citadel.ca import CertificateAuthority
 from citadel.server import Citadel, CitadelOptions
 from citadel.tokens import TokenAuthority
-from meshcore.identity import CONTROL_PLANE_HOST, CREATE_CERTIFICATE, SpiffeId
+from meshcore.identity import (
+    CONTROL_PLANE_HOST,
+    CREATE_CERTIFICATE,
+    SpiffeId,
+    create_certificate_call,
+)
 from meshcore.logs import configure_logging
 from meshcore.processes import end_process
 from protos.citadel.v1 import ca_pb2
@@ -381,11 +386,7 @@ async def checked_call(address: str, root_pem: bytes, token: str, csr: Csr) -> N
     # Verify citadel as the agent does: against the mesh root, as istiod's name.
     options = [("grpc.ssl_target_name_override", CONTROL_PLANE_HOST)]
     async with grpc.aio.secure_channel(address, credentials, options=options) as channel:
-        call = channel.unary_unary(
-            CREATE_CERTIFICATE,
-            request_serializer=ca_pb2.IstioCertificateRequest.SerializeToString,
-            response_deserializer=ca_pb2.IstioCertificateResponse.FromString,
-        )
+        call = create_certificate_call(channel)
         response = await call(
             _request(csr),
             metadata=(("authorization", f"Bearer {token}"),),

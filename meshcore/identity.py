@@ -2,14 +2,19 @@
 
 Citadel signs, binds and compares identities; the agent asks for its own. One parsed, validated
 value type (shared, so neither side imports the other's internals) keeps them from disagreeing
-about what an identity string means, and the two names below are the certificate API's wire
-contract as both sides use it.
+about what an identity string means, and the names below (with `create_certificate_call`) are
+the certificate API's wire contract as both sides use it.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from protos.citadel.v1 import ca_pb2
 
 TRUST_DOMAIN = "cluster.local"
 
@@ -54,3 +59,14 @@ class SpiffeId:
 CONTROL_PLANE_HOST = "istiod.istio-system.svc"
 # The gRPC method of the certificate API (protos/citadel/v1/ca.proto).
 CREATE_CERTIFICATE = "/istio.v1.auth.IstioCertificateService/CreateCertificate"
+
+
+def create_certificate_call(
+    channel: grpc.aio.Channel,
+) -> grpc.aio.UnaryUnaryMultiCallable[Any, Any]:
+    """CreateCertificate on `channel`: IstioCertificateRequest in, IstioCertificateResponse out."""
+    return channel.unary_unary(
+        CREATE_CERTIFICATE,
+        request_serializer=ca_pb2.IstioCertificateRequest.SerializeToString,
+        response_deserializer=ca_pb2.IstioCertificateResponse.FromString,
+    )

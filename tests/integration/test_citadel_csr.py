@@ -15,7 +15,11 @@ from cryptography import x509
 from spiffe import X509Svid
 
 from citadel.server import Citadel, CitadelOptions
-from meshcore.identity import CONTROL_PLANE_HOST, CREATE_CERTIFICATE, SpiffeId
+from meshcore.identity import (
+    CONTROL_PLANE_HOST,
+    SpiffeId,
+    create_certificate_call,
+)
 from protos.citadel.v1 import ca_pb2
 from tests.support.csr import make_csr, new_key, private_pem
 
@@ -40,11 +44,7 @@ async def create_certificate(
     server against the mesh root, as istiod's name. The answer: leaf first, trust bundle last."""
     options = [("grpc.ssl_target_name_override", CONTROL_PLANE_HOST)]
     async with grpc.aio.secure_channel(address, credentials, options=options) as channel:
-        call = channel.unary_unary(
-            CREATE_CERTIFICATE,
-            request_serializer=ca_pb2.IstioCertificateRequest.SerializeToString,
-            response_deserializer=ca_pb2.IstioCertificateResponse.FromString,
-        )
+        call = create_certificate_call(channel)
         request = ca_pb2.IstioCertificateRequest(csr=csr.decode(), validity_duration=3600)
         response = await call(request, metadata=metadata, timeout=10)
     return list(response.cert_chain)

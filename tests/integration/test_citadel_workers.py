@@ -15,7 +15,11 @@ from cryptography import x509
 
 from citadel.metrics import CitadelCounter
 from citadel.server import Citadel, CitadelOptions
-from meshcore.identity import CONTROL_PLANE_HOST, CREATE_CERTIFICATE, SpiffeId
+from meshcore.identity import (
+    CONTROL_PLANE_HOST,
+    SpiffeId,
+    create_certificate_call,
+)
 from protos.citadel.v1 import ca_pb2
 from tests.integration.mesh import eventually
 from tests.support.csr import make_csr, new_key
@@ -47,14 +51,7 @@ async def _certificates_from_separate_connections(citadel: Citadel, callers: int
         for _ in range(callers)
     ]
     try:
-        calls = [
-            channel.unary_unary(
-                CREATE_CERTIFICATE,
-                request_serializer=ca_pb2.IstioCertificateRequest.SerializeToString,
-                response_deserializer=ca_pb2.IstioCertificateResponse.FromString,
-            )
-            for channel in channels
-        ]
+        calls = [create_certificate_call(channel) for channel in channels]
         responses = await asyncio.gather(
             *(
                 call(
