@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from benchmarks.procstat import cpu_seconds, peak_rss_mb
+from benchmarks.procstat import cpu_seconds, peak_rss_mib
 from galley.client import ConfigClient
 from galley.server import Galley, GalleyOptions
 from meshconfig import Kind, Resource
@@ -555,7 +555,7 @@ class ChangeResult:
 class Result:
     load: LoadResult
     changes: ChangeResult
-    peak_rss_mb: dict[str, float]
+    peak_rss_mib: dict[str, float]
 
     @property
     def target_met(self) -> bool:
@@ -587,7 +587,7 @@ def run(
         try:
             load = _load(processes, files, documents, host, load_timeout_s)
             latencies, cpu = _change(processes, files, changes)
-            peak = {role: peak_rss_mb(processes.pid(role)) for role in _roles()}
+            peak = {role: peak_rss_mib(processes.pid(role)) for role in _roles()}
         finally:
             processes.close()
     return Result(load, ChangeResult(latencies, cpu), peak)
@@ -724,7 +724,7 @@ def report(result: Result) -> str:
         "|---|---|---|---|",
         *(
             f"| {role} | {load.cpu_s[role]:.2f} | {changes.cpu_s[role]:.2f} "
-            f"| {result.peak_rss_mb[role]:.0f} |"
+            f"| {result.peak_rss_mib[role]:.0f} |"
             for role in _roles()
         ),
         "",

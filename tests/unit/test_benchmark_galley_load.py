@@ -30,4 +30,4 @@ def test_both_subscribers_get_every_resource_and_every_change() -> None:
         "sotw": 3,
         "delta": 3,
     }
-    assert set(result.peak_rss_mb) == {"galley", "sotw", "delta"}
+    assert set(result.peak_rss_mib) == {"galley", "sotw", "delta"}
