@@ -291,7 +291,12 @@ class XdsServer:
         self, context: grpc.aio.ServicerContext, protocol: Protocol, snapshot: Snapshot
     ) -> None:
         began = time.perf_counter()
-        for outgoing in protocol.responses(snapshot):
+        # Last first, so that each response is let go once written (grpc keeps a copy): a
+        # cold connect's four responses are 1.5 MB a stream at 1000 services.
+        pending = protocol.responses(snapshot)[::-1]
+        while pending:
+            outgoing = pending.pop()
+            type_url, count = outgoing.type_url, outgoing.resource_count
             try:
                 # A deadline on this task, not wait_for's task per write: thousands of
                 # writes per push.
@@ -300,12 +305,9 @@ class XdsServer:
             except TimeoutError:
                 raise StreamError(
                     grpc.StatusCode.UNAVAILABLE,
-                    f"sending {types.short_name(outgoing.type_url)} timed out after "
-                    f"{self._send_timeout}s",
+                    f"sending {types.short_name(type_url)} timed out after {self._send_timeout}s",
                 ) from None
+            del outgoing
             self._callbacks.on_response_sent(
-                protocol.info,
-                outgoing.type_url,
-                outgoing.resource_count,
-                time.perf_counter() - began,
+                protocol.info, type_url, count, time.perf_counter() - began
             )
