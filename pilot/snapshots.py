@@ -34,7 +34,7 @@ endpoints are the sidecars' and are updated the same way.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from envoy.config.listener.v3 import listener_pb2
@@ -155,7 +155,34 @@ class SnapshotGenerator:
                 self._updated_endpoints(ctx, current, view, hostnames),
             )
         updated = found[1]
+        self._carry_forward(ctx, proxy, view, current, updated)
         return previous if updated is current else previous.replace(types.ENDPOINT, updated)
+
+    def _carry_forward(
+        self,
+        ctx: PushContext,
+        proxy: Proxy,
+        view: ProxyView,
+        endpoints_before: TypeSnapshot,
+        endpoints_after: TypeSnapshot,
+    ) -> None:
+        """Make what the previous context generated for this proxy and its view this
+        context's too, as an endpoints-only push leaves it (the view with its new endpoints),
+        so that the next context compares with this one and can still reuse it."""
+        if view not in self._views:
+            prior = self._previous_views.get(view)
+            if prior is not None and prior.endpoints is endpoints_before:
+                self._views[view] = replace(prior, endpoints=endpoints_after)
+        if id(proxy) not in self._own:
+            own = self._previous_own.get(id(proxy))
+            before = self._previous_context
+            if (
+                own is not None
+                and own[0] is proxy
+                and before is not None
+                and ctx.inbound_unchanged(before, proxy)
+            ):
+                self._own[id(proxy)] = own
 
     def _updated_endpoints(
         self, ctx: PushContext, current: TypeSnapshot, view: ProxyView, hostnames: frozenset[str]

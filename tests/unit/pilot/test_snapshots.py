@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from meshcore.xds import types
+from pilot.config_files import load_config_directory
+from pilot.generators import clusters, listeners
 from pilot.model import Proxy
 from pilot.push_context import PushContext
 from pilot.server import classify_change
@@ -17,6 +21,7 @@ from tests.unit.pilot.conftest import (
 
 REVIEWS_9080 = "outbound|9080||reviews.default.svc.cluster.local"
 RATINGS_9080 = "outbound|9080||ratings.shop.svc.cluster.local"
+RATINGS_HOST = "ratings.shop.svc.cluster.local"
 CLIENT_A = "sidecar~127.0.3.1~a.default~default.svc.cluster.local"
 CLIENT_B = "sidecar~127.0.3.2~b.default~default.svc.cluster.local"
 
@@ -96,3 +101,55 @@ def test_classify_change(write_config: WriteConfig) -> None:
         write_config(SAMPLE_MESH.replace("9080, name: http}", "9081, name: http}"), "a.yaml")
     )
     assert classify_change(base, grown).full
+
+
+_REVIEWS_ROUTE = """
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  http: [{timeout: 7s, route: [{destination: {host: reviews.default.svc.cluster.local}}]}]
+"""
+
+
+def test_a_full_push_after_an_endpoints_only_push_reuses_what_did_not_change(
+    build_context: BuildContext,
+    write_config: WriteConfig,
+    sidecar: Proxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Routing edited after an endpoint moved: neither the clusters nor the proxy's own side
+    are generated again, and the result is what a fresh generator makes."""
+    generated: list[str] = []
+    for module, function in (
+        (clusters, "inbound_clusters"),
+        (clusters, "outbound_clusters"),
+        (listeners, "proxy_listeners"),
+    ):
+        real = getattr(module, function)
+        monkeypatch.setattr(
+            module,
+            function,
+            lambda *args, _real=real, _name=function: generated.append(_name) or _real(*args),
+        )
+    generator = SnapshotGenerator()
+    first = generator.full(build_context(version="1"), sidecar)
+    assert sorted(generated) == ["inbound_clusters", "outbound_clusters", "proxy_listeners"]
+    moved = SAMPLE_MESH.replace("[{address: 127.0.2.1}]", "[{address: 127.0.2.9}]")
+    eds = generator.endpoints_only(
+        first, build_context(moved, version="2"), sidecar, frozenset({RATINGS_HOST})
+    )
+    loaded = load_config_directory(write_config(moved + _REVIEWS_ROUTE))
+    routed = PushContext.build(loaded.registry, "3", loaded.istio)
+    generated.clear()
+    after = generator.full(routed, sidecar, eds)
+
+    assert generated == []
+    monkeypatch.undo()
+    fresh = SnapshotGenerator().full(routed, sidecar)
+    for type_url in (types.CLUSTER, types.ENDPOINT, types.LISTENER, types.ROUTE):
+        assert after.types[type_url].version == fresh.types[type_url].version
+    assert after.types[types.ENDPOINT] is eds.types[types.ENDPOINT]
+    assert after.types[types.ROUTE].version != first.types[types.ROUTE].version
