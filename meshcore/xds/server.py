@@ -34,7 +34,7 @@ from meshcore.xds.delta import DeltaProtocol
 from meshcore.xds.errors import InvalidNode
 from meshcore.xds.protocol import ClientReply
 from meshcore.xds.resource import Snapshot
-from meshcore.xds.sotw import SotwProtocol
+from meshcore.xds.sotw import SotwProtocol, wire_names_key
 from meshcore.xds.status import StreamCallbacks, StreamError, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,14 @@ def _identity(payload: bytes) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class Received:
+    """A parsed request; for state of the world, with its names as they came on the wire."""
+
+    message: Any
+    names_key: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OversizedRequest:
     """Stands in for a request too large to parse, so the stream can refuse it by name."""
 
@@ -89,11 +97,16 @@ class OversizedRequest:
     limit: int
 
 
-def _bounded_parser(message_type: Any, limit: int) -> Callable[[bytes], Any]:
-    def parse(payload: bytes) -> Any:
+def _bounded_parser(
+    message_type: Any, limit: int, delta: bool
+) -> Callable[[bytes], Received | OversizedRequest]:
+    def parse(payload: bytes) -> Received | OversizedRequest:
         if len(payload) > limit:
             return OversizedRequest(len(payload), limit)
-        return message_type.FromString(payload)
+        message = message_type.FromString(payload)
+        if delta:
+            return Received(message)
+        return Received(message, wire_names_key(payload, message))
 
     return parse
 
@@ -147,7 +160,7 @@ class XdsServer:
 
         return grpc.stream_stream_rpc_method_handler(
             handle,
-            request_deserializer=_bounded_parser(request_type, self._max_request_bytes),
+            request_deserializer=_bounded_parser(request_type, self._max_request_bytes, delta),
             response_serializer=_identity,
         )
 
@@ -179,7 +192,7 @@ class XdsServer:
                 return
             if isinstance(first, OversizedRequest):
                 self._apply(protocol, first)
-            self._accept_node(info, first.node)
+            self._accept_node(info, first.message.node)
             info.cache_key = self._callbacks.on_stream_open(info)
             opened = True
             self.streams[info.stream_id] = info
@@ -249,13 +262,16 @@ class XdsServer:
             if protocol.needs_evaluation():  # a plain ACK needs no pusher turn
                 wake.set()
 
-    def _apply(self, protocol: Protocol, request: Any) -> None:
+    def _apply(self, protocol: Protocol, request: Received | OversizedRequest) -> None:
         if isinstance(request, OversizedRequest):
             raise StreamError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"request of {request.size} bytes exceeds the limit of {request.limit} bytes",
             )
-        reply = protocol.on_request(request)
+        if isinstance(protocol, SotwProtocol):
+            reply = protocol.on_request(request.message, request.names_key)
+        else:
+            reply = protocol.on_request(request.message)
         if reply is not None:
             self._report(protocol.info, reply)
 

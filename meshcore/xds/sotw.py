@@ -13,9 +13,10 @@ every rule unit-testable.
 At scale (thousands of streams, a thousand EDS names each) the per-request and per-push work
 is kept small, since it is multiplied by every stream:
 
-- Envoy repeats every subscribed EDS name in each ACK. The names are compared still encoded
-  (`_names_key`), and equal lists share one set (`_name_set`), instead of building a thousand
-  strings per ACK per stream.
+- Envoy repeats every subscribed EDS name in each ACK. The names are compared still encoded,
+  and equal lists share one set (`_name_set`), instead of building a thousand strings per ACK
+  per stream. The transport passes the encoded names cut from the request's own bytes
+  (`wire_names_key`); without them they are re-encoded from the parsed request (`_names_key`).
 - For EDS and RDS, which need not carry the full set, a version change sends only the
   resources that changed since what the stream was last sent (its `basis`; Envoy updates the
   ones in the response and keeps the others), and a request that only drops names is not
@@ -43,6 +44,55 @@ _NAME_SETS: dict[bytes, tuple[bytes, frozenset[str]]] = {}
 _NAME_SETS_LIMIT = 64
 
 Key = tuple[str, frozenset[str] | None]
+
+
+_VERSION_TAG, _NODE_TAG, _NAMES_TAG = 0x0A, 0x12, 0x1A  # fields 1, 2, 3, length-delimited
+_TYPE_URL_TAG, _NONCE_TAG = 0x22, 0x2A  # fields 4 and 5
+
+
+def _after_field(payload: bytes, position: int, tag: int) -> int:
+    """Where the length-delimited field `tag` at `position` ends; `position` if it is not
+    there."""
+    if position >= len(payload) or payload[position] != tag:
+        return position
+    length, shift = 0, 0
+    position += 1
+    while True:
+        byte = payload[position]
+        length |= (byte & 0x7F) << shift
+        position += 1
+        if byte < 0x80:
+            return position + length
+        shift += 7
+
+
+def _encoded_string(tag: int, value: str) -> bytes:
+    if not value:
+        return b""  # proto3 leaves empty strings out
+    encoded = value.encode()
+    length, prefix = len(encoded), bytearray((tag,))
+    while length >= 0x80:
+        prefix.append(length & 0x7F | 0x80)
+        length >>= 7
+    prefix.append(length)
+    return bytes(prefix) + encoded
+
+
+def wire_names_key(payload: bytes, request: Any) -> bytes:
+    """The request's encoded names cut from its wire bytes: what lies between its version and
+    node (fields 1 and 2) and its type URL and nonce (fields 4 and 5), where Envoy, writing
+    fields in number order, puts them. Two requests with equal keys name the same resources.
+    A request laid out otherwise is re-encoded instead."""
+    if not len(request.resource_names):
+        return b""
+    start = _after_field(payload, _after_field(payload, 0, _VERSION_TAG), _NODE_TAG)
+    tail = _encoded_string(_TYPE_URL_TAG, request.type_url) + _encoded_string(
+        _NONCE_TAG, request.response_nonce
+    )
+    end = len(payload) - len(tail)
+    if end <= start or payload[start] != _NAMES_TAG or not payload.endswith(tail):
+        return _names_key(request)
+    return payload[start:end]
 
 
 def _names_key(request: Any) -> bytes:
@@ -91,8 +141,9 @@ class SotwProtocol(StreamProtocol):
         self._subs: dict[str, _Subscription] = {}
         self._order: list[str] = []
 
-    def on_request(self, request: Any) -> ClientReply | None:
-        """Apply one DiscoveryRequest; return the ACK/NACK it carries, if it carries one."""
+    def on_request(self, request: Any, names_key: bytes | None = None) -> ClientReply | None:
+        """Apply one DiscoveryRequest; return the ACK/NACK it carries, if it carries one.
+        `names_key`: its encoded names, when the transport has them (`wire_names_key`)."""
         type_url = self._type_of(request)
         sub = self._subs.get(type_url)
         nonce = request.response_nonce
@@ -102,7 +153,7 @@ class SotwProtocol(StreamProtocol):
             if sub is None:
                 sub = self._subs[type_url] = _Subscription()
                 self._order = push_order(self._subs)
-            self._apply_names(type_url, sub, request)
+            self._apply_names(type_url, sub, request, names_key)
             sub.force = True
             sub.dirty = True
             return None
@@ -110,7 +161,7 @@ class SotwProtocol(StreamProtocol):
         reply = self._reply(type_url, request, sub.nonce, version, version)
         if reply is None:
             return None
-        if self._apply_names(type_url, sub, request):
+        if self._apply_names(type_url, sub, request, names_key):
             sub.dirty = True
         return reply
 
@@ -217,10 +268,12 @@ class SotwProtocol(StreamProtocol):
         return Outgoing(type_url, version, nonce, payload, count)
 
     @staticmethod
-    def _apply_names(type_url: str, sub: _Subscription, request: Any) -> bool:
+    def _apply_names(
+        type_url: str, sub: _Subscription, request: Any, names_key: bytes | None
+    ) -> bool:
         """Take the request's names; whether that needs an answer: the client wants something
         it did not ask for before, or (for LDS and CDS, always complete) anything changed."""
-        key = _names_key(request)
+        key = _names_key(request) if names_key is None else names_key
         if key == sub.names_key:
             return False
         sub.names_key, names = _name_set(key, request.resource_names) if key else (key, frozenset())

@@ -8,7 +8,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2
 
 from meshcore.xds import types
-from meshcore.xds.sotw import SotwProtocol
+from meshcore.xds.sotw import SotwProtocol, _names_key, wire_names_key
 from meshcore.xds.status import StreamError, StreamInfo, SyncState
 from tests.unit.meshcore.conftest import names_in, snapshot
 
@@ -211,3 +211,47 @@ def test_response_bytes_are_shared_between_streams(info: StreamInfo) -> None:
         [out] = proto.responses(snap)
         assert out.payload.endswith(resource.sotw_field)
     assert resource.sotw_field is resource.sotw_field  # encoded once, cached
+
+
+_MANY_NAMES = [f"outbound|{9000 + i}||svc-{i}.ns-{i % 7}.svc.cluster.local" for i in range(300)]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        request(types.ENDPOINT, _MANY_NAMES),
+        request(types.ENDPOINT, _MANY_NAMES, nonce="3f-27", version="v" * 200),
+        request(types.ENDPOINT, ["ünïcode", "x" * 300], nonce="n" * 150),
+        request(types.ENDPOINT, ["a"], nonce="1-1", error="rejected"),
+        request(types.ENDPOINT),
+    ],
+    ids=["first", "ack", "long-lengths", "nack", "no-names"],
+)
+def test_wire_names_key_is_the_encoded_names(message: discovery_pb2.DiscoveryRequest) -> None:
+    message.node.id = "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local"
+    payload = message.SerializeToString()
+    assert wire_names_key(payload, message) == _names_key(message)
+
+
+def test_wire_names_key_of_an_unusual_layout_is_re_encoded() -> None:
+    """Fields written out of number order (the nonce before the names) still give the key."""
+    names = request(types.ENDPOINT, ["a", "b"]).SerializeToString()
+    tail = request(types.ENDPOINT, nonce="2-5").SerializeToString()
+    payload = tail + names
+    message = discovery_pb2.DiscoveryRequest.FromString(payload)
+    assert list(message.resource_names) == ["a", "b"]
+    assert wire_names_key(payload, message) == _names_key(message)
+
+
+def test_names_key_from_the_wire_drives_the_same_answers(proto: SotwProtocol) -> None:
+    first = request(types.ENDPOINT, ["a"])
+    proto.on_request(first, wire_names_key(first.SerializeToString(), first))
+    snap = snapshot(eds=["a", "b"])
+    [out] = proto.responses(snap)
+    same = request(types.ENDPOINT, ["a"], nonce=out.nonce, version=out.version)
+    proto.on_request(same, wire_names_key(same.SerializeToString(), same))
+    assert proto.responses(snap) == []
+    grown = request(types.ENDPOINT, ["a", "b"], nonce=out.nonce, version=out.version)
+    proto.on_request(grown, wire_names_key(grown.SerializeToString(), grown))
+    [again] = proto.responses(snap)
+    assert names_in(again.payload) == ["a", "b"]

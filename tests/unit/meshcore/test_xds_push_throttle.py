@@ -19,7 +19,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from meshcore import grpc_server
 from meshcore.xds import types
 from meshcore.xds.cache import SnapshotCache
-from meshcore.xds.server import XdsServer
+from meshcore.xds.server import Received, XdsServer
 from meshcore.xds.status import StreamInfo
 from tests.unit.meshcore.conftest import names_in, snapshot
 
@@ -87,9 +87,12 @@ class FakeContext:
         self.aborted = (code, message)
 
 
-async def requests(node_id: str) -> AsyncIterator[discovery_pb2.DiscoveryRequest]:
-    """A first CDS request, then a client that stays subscribed and sends nothing more."""
-    yield discovery_pb2.DiscoveryRequest(node=base_pb2.Node(id=node_id), type_url=types.CLUSTER)
+async def requests(node_id: str) -> AsyncIterator[Received]:
+    """A first CDS request (as the transport parses it), then a client that stays subscribed
+    and sends nothing more."""
+    yield Received(
+        discovery_pb2.DiscoveryRequest(node=base_pb2.Node(id=node_id), type_url=types.CLUSTER)
+    )
     await asyncio.Event().wait()
 
 
