@@ -131,22 +131,17 @@ class PushContext:
             and _without_routing(self.config) == _without_routing(other.config)
         )
 
-    def inbound_unchanged(self, other: PushContext, proxy: Proxy) -> bool:
-        """Whether a proxy's own side (inbound clusters and listeners, which its instances,
-        Sidecar, security policies, key sets and mesh config decide) is the same in `other`.
-        DestinationRules, VirtualServices and Gateways do not reach it; other services do only
-        through a Sidecar's egress proxy."""
-        _, same_inputs = self.memo(
-            ("inbound-inputs", id(other)),
-            lambda: (
-                other,  # kept alive with the answer, so its id names it
-                self.mesh == other.mesh
-                and self.jwks == other.jwks
-                and _without_outbound(self.config) == _without_outbound(other.config)
-                and (not self.config.sidecars or self.services == other.services),
-            ),
+    def same_inbound_inputs(self, other: PushContext) -> bool:
+        """Whether everything besides its own instances that decides a proxy's inbound side
+        (clusters and listeners: Sidecars, security policies, key sets, mesh config) is the
+        same in `other`. DestinationRules, VirtualServices and Gateways do not reach it; other
+        services do only through a Sidecar's egress proxy."""
+        return (
+            self.mesh == other.mesh
+            and self.jwks == other.jwks
+            and _without_outbound(self.config) == _without_outbound(other.config)
+            and (not self.config.sidecars or self.services == other.services)
         )
-        return same_inputs and self.instances_for(proxy) == other.instances_for(proxy)
 
     def service(self, hostname: str) -> Service | None:
         return self._by_hostname.get(hostname)

@@ -10,10 +10,11 @@ only change regenerates just the affected ClusterLoadAssignments, once for all p
 share the same endpoints snapshot.
 
 Nothing is regenerated that cannot have changed since the previous push context: a proxy
-keeps its inbound side while its inputs are equal (`PushContext.inbound_unchanged`: a service
-added elsewhere, a VirtualService edited), and when a change touches only VirtualServices and
-Gateways (`PushContext.differs_only_in_routing`) a view whose Sidecar scope imports the same
-services keeps its clusters and endpoints too; routes and outbound listeners are built anew.
+keeps its inbound side while its inputs are equal (`PushContext.same_inbound_inputs` and its
+instances: a service added elsewhere, a VirtualService edited), and when a change touches only
+VirtualServices and Gateways (`PushContext.differs_only_in_routing`) a view whose Sidecar scope
+imports the same services keeps its clusters and endpoints too; routes and outbound listeners
+are built anew.
 
 Equal content is one object, across views and across push contexts: a view's type snapshot
 whose version an earlier one already had is that earlier object (`_intern`), and a proxy's new
@@ -95,7 +96,10 @@ class SnapshotGenerator:
         self._context_version: str | None = None
         self._context: PushContext | None = None
         self._previous_context: PushContext | None = None
-        self._routing_only: bool | None = None  # between these two contexts; None: not known
+        # Between these two contexts (None: not known yet): only routing differs; the inputs of
+        # every proxy's inbound side besides its instances are the same.
+        self._routing_only: bool | None = None
+        self._same_inbound_inputs: bool | None = None
         self._views: dict[ProxyView, _ViewConfig] = {}
         self._previous_views: dict[ProxyView, _ViewConfig] = {}
         # Each proxy's own clusters and listeners (before any bound to a router's address), by
@@ -175,13 +179,7 @@ class SnapshotGenerator:
                 self._views[view] = replace(prior, endpoints=endpoints_after)
         if id(proxy) not in self._own:
             own = self._previous_own.get(id(proxy))
-            before = self._previous_context
-            if (
-                own is not None
-                and own[0] is proxy
-                and before is not None
-                and ctx.inbound_unchanged(before, proxy)
-            ):
+            if own is not None and own[0] is proxy and self._inbound_unchanged(ctx, proxy):
                 self._own[id(proxy)] = own
 
     def _updated_endpoints(
@@ -208,13 +206,7 @@ class SnapshotGenerator:
         found = self._own.get(id(proxy))
         if found is None or found[0] is not proxy:
             prior = self._previous_own.get(id(proxy))
-            before = self._previous_context
-            if (
-                prior is not None
-                and prior[0] is proxy
-                and before is not None
-                and ctx.inbound_unchanged(before, proxy)
-            ):
+            if prior is not None and prior[0] is proxy and self._inbound_unchanged(ctx, proxy):
                 found = prior
             else:
                 found = (
@@ -234,11 +226,21 @@ class SnapshotGenerator:
             )
         return self._routing_only
 
+    def _inbound_unchanged(self, ctx: PushContext, proxy: Proxy) -> bool:
+        """Whether the proxy's inbound side is the same in the current context as in the
+        previous one."""
+        before = self._previous_context
+        if before is None:
+            return False
+        if self._same_inbound_inputs is None:
+            self._same_inbound_inputs = ctx.same_inbound_inputs(before)
+        return self._same_inbound_inputs and ctx.instances_for(proxy) == before.instances_for(proxy)
+
     def _use(self, ctx: PushContext) -> None:
         if ctx.version != self._context_version:
             self._context_version = ctx.version
             self._previous_context, self._context = self._context, ctx
-            self._routing_only = None
+            self._routing_only = self._same_inbound_inputs = None
             self._previous_views, self._views = self._views, {}
             self._previous_own, self._own = self._own, {}
             self._load_assignments.clear()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from meshcore.xds import types
@@ -153,3 +155,22 @@ def test_a_full_push_after_an_endpoints_only_push_reuses_what_did_not_change(
         assert after.types[type_url].version == fresh.types[type_url].version
     assert after.types[types.ENDPOINT] is eds.types[types.ENDPOINT]
     assert after.types[types.ROUTE].version != first.types[types.ROUTE].version
+
+
+def test_only_the_current_and_previous_contexts_stay_alive(
+    build_context: BuildContext, sidecar: Proxy
+) -> None:
+    """However many pushes go by (full and endpoints-only), the generator holds two push
+    contexts, and no context keeps the one before it."""
+    generator = SnapshotGenerator()
+    snapshot = generator.full(build_context(version="0"), sidecar)
+    moved = SAMPLE_MESH.replace("[{address: 127.0.2.1}]", "[{address: 127.0.2.9}]")
+    for version in range(1, 9):
+        ctx = build_context(moved if version % 2 else SAMPLE_MESH, version=str(version))
+        if version % 3:
+            snapshot = generator.full(ctx, sidecar, snapshot)
+        else:
+            snapshot = generator.endpoints_only(snapshot, ctx, sidecar, frozenset({RATINGS_HOST}))
+    del ctx
+    gc.collect()
+    assert sum(isinstance(o, PushContext) for o in gc.get_objects()) == 2
