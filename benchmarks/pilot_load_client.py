@@ -239,7 +239,7 @@ class Library:
             weakref.WeakValueDictionary()
         )
         self._merged: dict[tuple[Holding, tuple[Info, ...], tuple[str, ...]], Holding] = {}
-        self._requests: dict[tuple[str, tuple[str, ...]], bytes] = {}
+        self._requests: dict[tuple[str, ...], bytes] = {}  # a name list, encoded
 
     def new_change(self, held: Iterable[Holding]) -> None:
         """Forget merge results (they keep their inputs alive) once a change is over, and
@@ -338,15 +338,12 @@ class Library:
         gone = tuple(sorted(n for n in old.by_name if n not in wanted))
         return self.merged(old, (), gone) if gone else old
 
-    def sotw_names(self, type_url: str, names: tuple[str, ...]) -> bytes:
-        """A DiscoveryRequest's type and name list, encoded once per distinct list."""
-        key = (type_url, names)
-        found = self._requests.get(key)
+    def sotw_names(self, names: tuple[str, ...]) -> bytes:
+        """A DiscoveryRequest's name list, encoded once per distinct list."""
+        found = self._requests.get(names)
         if found is None:
-            found = discovery_pb2.DiscoveryRequest(
-                type_url=type_url, resource_names=names
-            ).SerializeToString()
-            self._requests[key] = found
+            found = discovery_pb2.DiscoveryRequest(resource_names=names).SerializeToString()
+            self._requests[names] = found
         return found
 
 
@@ -495,13 +492,15 @@ class ProxyStream:
 
     def _sotw(self, type_url: str, state: _TypeState, *, first: bool = False) -> bytes:
         """A state-of-the-world request: version and nonce of the last response, and (for
-        EDS and RDS) every subscribed name, as Envoy repeats them."""
-        envelope: bytes = discovery_pb2.DiscoveryRequest(
-            version_info=state.version,
-            response_nonce=state.nonce,
-            node=self._node if first else None,
+        EDS and RDS) every subscribed name, as Envoy repeats them; its fields in number order,
+        as Envoy writes them."""
+        head: bytes = discovery_pb2.DiscoveryRequest(
+            version_info=state.version, node=self._node if first else None
         ).SerializeToString()
-        return envelope + self.client.library.sotw_names(type_url, state.names)
+        tail: bytes = discovery_pb2.DiscoveryRequest(
+            type_url=type_url, response_nonce=state.nonce
+        ).SerializeToString()
+        return head + self.client.library.sotw_names(state.names) + tail
 
     async def _request(self, type_url: str, *, first: bool = False) -> None:
         """The first request for a type (clusters and listeners: a wildcard)."""
