@@ -34,7 +34,7 @@ from meshcore.xds.delta import DeltaProtocol
 from meshcore.xds.errors import InvalidNode
 from meshcore.xds.protocol import ClientReply
 from meshcore.xds.resource import Snapshot
-from meshcore.xds.sotw import SotwProtocol, wire_names_key
+from meshcore.xds.sotw import SotwProtocol, WireNames, wire_names
 from meshcore.xds.status import StreamCallbacks, StreamError, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class Received:
     """A parsed request; for state of the world, with its names as they came on the wire."""
 
     message: Any
-    names_key: bytes | None = None
+    names: WireNames | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +106,7 @@ def _bounded_parser(
         message = message_type.FromString(payload)
         if delta:
             return Received(message)
-        return Received(message, wire_names_key(payload, message))
+        return Received(message, wire_names(payload, message))
 
     return parse
 
@@ -269,7 +269,7 @@ class XdsServer:
                 f"request of {request.size} bytes exceeds the limit of {request.limit} bytes",
             )
         if isinstance(protocol, SotwProtocol):
-            reply = protocol.on_request(request.message, request.names_key)
+            reply = protocol.on_request(request.message, request.names)
         else:
             reply = protocol.on_request(request.message)
         if reply is not None:

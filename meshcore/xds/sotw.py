@@ -15,8 +15,9 @@ is kept small, since it is multiplied by every stream:
 
 - Envoy repeats every subscribed EDS name in each ACK. The names are compared still encoded,
   and equal lists share one set (`_name_set`), instead of building a thousand strings per ACK
-  per stream. The transport passes the encoded names cut from the request's own bytes
-  (`wire_names_key`); without them they are re-encoded from the parsed request (`_names_key`).
+  per stream. The transport says where the encoded names lie in the bytes the request came as
+  (`wire_names`), so an unchanged list is recognised without copying it; without that they are
+  re-encoded from the parsed request (`_names_key`).
 - For EDS and RDS, which need not carry the full set, a version change sends only the
   resources that changed since what the stream was last sent (its `basis`; Envoy updates the
   ones in the response and keeps the others), and a request that only drops names is not
@@ -78,21 +79,41 @@ def _encoded_string(tag: int, value: str) -> bytes:
     return bytes(prefix) + encoded
 
 
-def wire_names_key(payload: bytes, request: Any) -> bytes:
-    """The request's encoded names cut from its wire bytes: what lies between its version and
-    node (fields 1 and 2) and its type URL and nonce (fields 4 and 5), where Envoy, writing
-    fields in number order, puts them. Two requests with equal keys name the same resources.
-    A request laid out otherwise is re-encoded instead."""
+@dataclass(frozen=True, slots=True)
+class WireNames:
+    """Where a request's encoded names lie in the bytes it arrived as."""
+
+    payload: bytes
+    start: int
+    end: int
+
+    def equals(self, key: bytes | None) -> bool:
+        return (
+            key is not None
+            and len(key) == self.end - self.start
+            and self.payload.startswith(key, self.start)  # compared in place, not copied
+        )
+
+    def key(self) -> bytes:
+        return self.payload[self.start : self.end]
+
+
+def wire_names(payload: bytes, request: Any) -> WireNames:
+    """The request's encoded names in its wire bytes: what lies between its version and node
+    (fields 1 and 2) and its type URL and nonce (fields 4 and 5), where Envoy, writing fields
+    in number order, puts them. Two requests with equal names there name the same resources.
+    A request laid out otherwise has its names re-encoded instead."""
     if not len(request.resource_names):
-        return b""
+        return WireNames(b"", 0, 0)
     start = _after_field(payload, _after_field(payload, 0, _VERSION_TAG), _NODE_TAG)
     tail = _encoded_string(_TYPE_URL_TAG, request.type_url) + _encoded_string(
         _NONCE_TAG, request.response_nonce
     )
     end = len(payload) - len(tail)
     if end <= start or payload[start] != _NAMES_TAG or not payload.endswith(tail):
-        return _names_key(request)
-    return payload[start:end]
+        key = _names_key(request)
+        return WireNames(key, 0, len(key))
+    return WireNames(payload, start, end)
 
 
 def _names_key(request: Any) -> bytes:
@@ -141,9 +162,9 @@ class SotwProtocol(StreamProtocol):
         self._subs: dict[str, _Subscription] = {}
         self._order: list[str] = []
 
-    def on_request(self, request: Any, names_key: bytes | None = None) -> ClientReply | None:
+    def on_request(self, request: Any, names: WireNames | None = None) -> ClientReply | None:
         """Apply one DiscoveryRequest; return the ACK/NACK it carries, if it carries one.
-        `names_key`: its encoded names, when the transport has them (`wire_names_key`)."""
+        `names`: where its encoded names are, when the transport has its bytes."""
         type_url = self._type_of(request)
         sub = self._subs.get(type_url)
         nonce = request.response_nonce
@@ -153,7 +174,7 @@ class SotwProtocol(StreamProtocol):
             if sub is None:
                 sub = self._subs[type_url] = _Subscription()
                 self._order = push_order(self._subs)
-            self._apply_names(type_url, sub, request, names_key)
+            self._apply_names(type_url, sub, request, names)
             sub.force = True
             sub.dirty = True
             return None
@@ -161,7 +182,7 @@ class SotwProtocol(StreamProtocol):
         reply = self._reply(type_url, request, sub.nonce, version, version)
         if reply is None:
             return None
-        if self._apply_names(type_url, sub, request, names_key):
+        if self._apply_names(type_url, sub, request, names):
             sub.dirty = True
         return reply
 
@@ -269,13 +290,16 @@ class SotwProtocol(StreamProtocol):
 
     @staticmethod
     def _apply_names(
-        type_url: str, sub: _Subscription, request: Any, names_key: bytes | None
+        type_url: str, sub: _Subscription, request: Any, wire: WireNames | None
     ) -> bool:
         """Take the request's names; whether that needs an answer: the client wants something
         it did not ask for before, or (for LDS and CDS, always complete) anything changed."""
-        key = _names_key(request) if names_key is None else names_key
-        if key == sub.names_key:
+        if wire is None:
+            key = _names_key(request)
+            wire = WireNames(key, 0, len(key))
+        if wire.equals(sub.names_key):
             return False
+        key = wire.key()
         sub.names_key, names = _name_set(key, request.resource_names) if key else (key, frozenset())
         wildcard = WILDCARD in names
         if wildcard:

@@ -8,7 +8,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2
 
 from meshcore.xds import types
-from meshcore.xds.sotw import SotwProtocol, _names_key, wire_names_key
+from meshcore.xds.sotw import SotwProtocol, _names_key, wire_names
 from meshcore.xds.status import StreamError, StreamInfo, SyncState
 from tests.unit.meshcore.conftest import names_in, snapshot
 
@@ -227,31 +227,31 @@ _MANY_NAMES = [f"outbound|{9000 + i}||svc-{i}.ns-{i % 7}.svc.cluster.local" for 
     ],
     ids=["first", "ack", "long-lengths", "nack", "no-names"],
 )
-def test_wire_names_key_is_the_encoded_names(message: discovery_pb2.DiscoveryRequest) -> None:
+def test_wire_names_are_the_encoded_names(message: discovery_pb2.DiscoveryRequest) -> None:
     message.node.id = "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local"
     payload = message.SerializeToString()
-    assert wire_names_key(payload, message) == _names_key(message)
+    assert wire_names(payload, message).key() == _names_key(message)
 
 
-def test_wire_names_key_of_an_unusual_layout_is_re_encoded() -> None:
+def test_wire_names_of_an_unusual_layout_are_re_encoded() -> None:
     """Fields written out of number order (the nonce before the names) still give the key."""
     names = request(types.ENDPOINT, ["a", "b"]).SerializeToString()
     tail = request(types.ENDPOINT, nonce="2-5").SerializeToString()
     payload = tail + names
     message = discovery_pb2.DiscoveryRequest.FromString(payload)
     assert list(message.resource_names) == ["a", "b"]
-    assert wire_names_key(payload, message) == _names_key(message)
+    assert wire_names(payload, message).key() == _names_key(message)
 
 
-def test_names_key_from_the_wire_drives_the_same_answers(proto: SotwProtocol) -> None:
+def test_names_from_the_wire_drive_the_same_answers(proto: SotwProtocol) -> None:
     first = request(types.ENDPOINT, ["a"])
-    proto.on_request(first, wire_names_key(first.SerializeToString(), first))
+    proto.on_request(first, wire_names(first.SerializeToString(), first))
     snap = snapshot(eds=["a", "b"])
     [out] = proto.responses(snap)
     same = request(types.ENDPOINT, ["a"], nonce=out.nonce, version=out.version)
-    proto.on_request(same, wire_names_key(same.SerializeToString(), same))
+    proto.on_request(same, wire_names(same.SerializeToString(), same))
     assert proto.responses(snap) == []
     grown = request(types.ENDPOINT, ["a", "b"], nonce=out.nonce, version=out.version)
-    proto.on_request(grown, wire_names_key(grown.SerializeToString(), grown))
+    proto.on_request(grown, wire_names(grown.SerializeToString(), grown))
     [again] = proto.responses(snap)
     assert names_in(again.payload) == ["a", "b"]
