@@ -203,14 +203,14 @@ class DeltaProtocol(StreamProtocol):
             removed_resources=removed,
         ).SerializeToString()
         if updates is None:
-            payload = b"".join((envelope, *current.delta_parts()))
+            parts = (envelope, *current.delta_parts())
             count = len(current.resources)
         else:
-            payload = b"".join((envelope, *(r.delta_field for r in updates)))
+            parts = (envelope, *(r.delta_field for r in updates))
             count = len(updates)
         sub.nonce = nonce
         sub.owes_first_response = False
-        return Outgoing(type_url, version, nonce, payload, count)
+        return Outgoing(type_url, version, nonce, parts, count)
 
     @staticmethod
     def _subscribe(sub: _DeltaSubscription, names: list[str]) -> None:

@@ -23,13 +23,18 @@ WILDCARD = "*"
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One response ready for the wire."""
+    """One response ready for the wire, in pieces (mostly shared with other streams' responses)
+    that are joined only when it is written: a stream's later responses wait unjoined."""
 
     type_url: str
     version: str
     nonce: str
-    payload: bytes
+    parts: tuple[bytes, ...]
     resource_count: int
+
+    @property
+    def payload(self) -> bytes:
+        return b"".join(self.parts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -277,16 +277,16 @@ class SotwProtocol(StreamProtocol):
             version_info=version, type_url=type_url, nonce=nonce
         ).SerializeToString()
         if selected is None:
-            payload = b"".join((envelope, *current.sotw_parts()))
+            parts = (envelope, *current.sotw_parts())
             count = len(current.resources)
         else:
-            payload = b"".join((envelope, *(r.sotw_field for r in selected)))
+            parts = (envelope, *(r.sotw_field for r in selected))
             count = len(selected)
         sub.nonce = nonce
         sub.sent_key = key
         sub.basis = current
         sub.force = False
-        return Outgoing(type_url, version, nonce, payload, count)
+        return Outgoing(type_url, version, nonce, parts, count)
 
     @staticmethod
     def _apply_names(
