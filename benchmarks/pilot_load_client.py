@@ -16,9 +16,10 @@ or a delta removal that announces a subscribed name pilot does not have. One str
 to stall (stop reading) to show that a stuck proxy does not hold up the others.
 
 Cost: the client must be cheaper than the server it measures, on the same two cores. Resources
-are decoded once per distinct content (`Library`), holdings are shared between streams that hold
-equal content, and requests repeat pre-encoded name lists, so a stream's work per response is a
-parse, a few dictionary lookups and a write.
+are decoded once per distinct content (`Library`), a response's leading resources already seen
+in another's are recognised by comparing bytes instead of parsed (`pilot_load_runs`), holdings
+are shared between streams that hold equal content, and requests repeat pre-encoded name lists,
+so a stream's work per response is a comparison, a small parse, a few lookups and a write.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
 from benchmarks.pilot_load_config import Mesh, Workload, node_id, node_metadata
+from benchmarks.pilot_load_runs import RunIndex, body_start
 from meshcore.xds import types
 
 SOTW_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
@@ -240,6 +242,9 @@ class Library:
         )
         self._merged: dict[tuple[Holding, tuple[Info, ...], tuple[str, ...]], Holding] = {}
         self._requests: dict[tuple[str, ...], bytes] = {}  # a name list, encoded
+        # Leading runs of resources of earlier responses, to skip parsing them again.
+        self._sotw_runs: RunIndex[Info] = RunIndex()
+        self._delta_runs: RunIndex[Info] = RunIndex()
 
     def new_change(self, held: Iterable[Holding]) -> None:
         """Forget merge results (they keep their inputs alive) once a change is over, and
@@ -256,10 +261,36 @@ class Library:
         for type_url, infos in self._infos.items():
             self._infos[type_url] = {v: i for v, i in infos.items() if id(i) in live}
         self._large.clear()
+        self._sotw_runs.clear()
+        self._delta_runs.clear()
         for infos in self._infos.values():
             for value in infos:
                 if len(value) >= LARGE_RESOURCE:
                     self._large.setdefault(_fingerprint(value), []).append(value)
+
+    def response(self, payload: bytes, delta: bool) -> tuple[Any, tuple[Info, ...]]:
+        """The response, parsed except for a leading run of resources seen before, and the
+        Info of each of its resources in order (the run's first)."""
+        message_type = (
+            discovery_pb2.DeltaDiscoveryResponse if delta else discovery_pb2.DiscoveryResponse
+        )
+        runs = self._delta_runs if delta else self._sotw_runs
+        start = body_start(payload)
+        run = None if start is None else runs.match(payload, start)
+        if start is None or run is None:
+            response = message_type.FromString(payload)
+            infos = self._resource_infos(response, delta)
+            if start is not None:
+                runs.learn(payload, start, infos)
+            return response, infos
+        response = message_type.FromString(payload[:start])
+        response.MergeFromString(payload[start + len(run.encoded) :])
+        return response, run.decoded + self._resource_infos(response, delta)
+
+    def _resource_infos(self, response: Any, delta: bool) -> tuple[Info, ...]:
+        resources = response.resources
+        values = [r.resource.value for r in resources] if delta else [r.value for r in resources]
+        return self.infos(response.type_url, values)
 
     def infos(self, type_url: str, values: list[bytes]) -> tuple[Info, ...]:
         """The Info of each encoded resource, decoding only those not seen before."""
@@ -430,26 +461,23 @@ class ProxyStream:
 
     async def _handle(self, payload: bytes) -> None:
         client = self.client
-        if self.delta:
-            response = discovery_pb2.DeltaDiscoveryResponse.FromString(payload)
-        else:
-            response = discovery_pb2.DiscoveryResponse.FromString(payload)
+        library = client.library
+        response, infos = library.response(payload, self.delta)
         type_url = response.type_url
         state = self._state[type_url]
-        library = client.library
         if self.delta:
-            resources = response.resources
-            infos = library.infos(type_url, [r.resource.value for r in resources])
-            if [r.version for r in resources] != [i.version for i in infos]:
+            # The resources parsed here (those after a known run) carry pilot's versions.
+            versions = [r.version for r in response.resources]
+            decoded = [i.version for i in infos[len(infos) - len(versions) :]]
+            if versions != decoded:
                 client.error(
                     f"{self.node_id}: {types.short_name(type_url)} versions "
-                    f"{[r.version for r in resources]} for content {[i.version for i in infos]}"
+                    f"{versions} for content {decoded}"
                 )
             removed = tuple(response.removed_resources)
             holding = library.merged(state.holding, infos, removed)
             version = response.system_version_info
         else:
-            infos = library.infos(type_url, [r.value for r in response.resources])
             removed = ()
             if type_url in types.FULL_STATE_TYPES:
                 holding = library.replaced(infos)
