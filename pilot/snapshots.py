@@ -96,8 +96,9 @@ class SnapshotGenerator:
         self._context_version: str | None = None
         self._context: PushContext | None = None
         self._previous_context: PushContext | None = None
-        # Between these two contexts (None: not known yet): only routing differs; the inputs of
-        # every proxy's inbound side besides its instances are the same.
+        # (None: not known yet) Only routing differs between the previous and this context;
+        # the inputs of every proxy's inbound side besides its instances are the same in this
+        # context and in the one the kept sides are for.
         self._routing_only: bool | None = None
         self._same_inbound_inputs: bool | None = None
         self._views: dict[ProxyView, _ViewConfig] = {}
@@ -106,6 +107,7 @@ class SnapshotGenerator:
         # id, with the proxy: this context's, and the previous context's to reuse.
         self._own: dict[int, tuple[Proxy, list[Resource], list[Resource]]] = {}
         self._previous_own: dict[int, tuple[Proxy, list[Resource], list[Resource]]] = {}
+        self._own_basis: PushContext | None = None  # the context `_previous_own` is for
         # Keyed by name, and for subset clusters by view too (the view picks the rule that
         # defines the subset); other clusters' assignments are shared by every view.
         self._load_assignments: dict[tuple[str, ProxyView | None], Resource | None] = {}
@@ -159,28 +161,22 @@ class SnapshotGenerator:
                 self._updated_endpoints(ctx, current, view, hostnames),
             )
         updated = found[1]
-        self._carry_forward(ctx, proxy, view, current, updated)
+        self._carry_forward(view, current, updated)
         return previous if updated is current else previous.replace(types.ENDPOINT, updated)
 
     def _carry_forward(
         self,
-        ctx: PushContext,
-        proxy: Proxy,
         view: ProxyView,
         endpoints_before: TypeSnapshot,
         endpoints_after: TypeSnapshot,
     ) -> None:
-        """Make what the previous context generated for this proxy and its view this
-        context's too, as an endpoints-only push leaves it (the view with its new endpoints),
-        so that the next context compares with this one and can still reuse it."""
+        """Make the previous context's config for this view this context's too, as an
+        endpoints-only push leaves it (with its new endpoints), so that the next context
+        compares with this one and can still reuse its clusters."""
         if view not in self._views:
             prior = self._previous_views.get(view)
             if prior is not None and prior.endpoints is endpoints_before:
                 self._views[view] = replace(prior, endpoints=endpoints_after)
-        if id(proxy) not in self._own:
-            own = self._previous_own.get(id(proxy))
-            if own is not None and own[0] is proxy and self._inbound_unchanged(ctx, proxy):
-                self._own[id(proxy)] = own
 
     def _updated_endpoints(
         self, ctx: PushContext, current: TypeSnapshot, view: ProxyView, hostnames: frozenset[str]
@@ -227,9 +223,9 @@ class SnapshotGenerator:
         return self._routing_only
 
     def _inbound_unchanged(self, ctx: PushContext, proxy: Proxy) -> bool:
-        """Whether the proxy's inbound side is the same in the current context as in the
-        previous one."""
-        before = self._previous_context
+        """Whether the proxy's inbound side is the same in the current context as in the one
+        its kept side was made for."""
+        before = self._own_basis
         if before is None:
             return False
         if self._same_inbound_inputs is None:
@@ -242,7 +238,11 @@ class SnapshotGenerator:
             self._previous_context, self._context = self._context, ctx
             self._routing_only = self._same_inbound_inputs = None
             self._previous_views, self._views = self._views, {}
-            self._previous_own, self._own = self._own, {}
+            if self._own:
+                # Proxies' own sides are compared with the last context that made or kept
+                # any: one that only moved endpoints (and needed none) leaves them as they were.
+                self._previous_own, self._own_basis = self._own, self._previous_context
+            self._own = {}
             self._load_assignments.clear()
             self._encoded.clear()
             self._eds_updates.clear()
