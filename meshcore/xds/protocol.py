@@ -103,15 +103,20 @@ class StreamProtocol:
             )
         if check is NonceCheck.STALE:
             return None  # superseded by a newer response; the client will answer that one
-        status = self.info.status(type_url)
         if request.HasField("error_detail"):
+            status = self.info.status(type_url)
             status.nack_error = request.error_detail.message
             status.nack_nonce = nonce
             return ClientReply(type_url, nack_version, request.error_detail.message)
-        status.acked_version = ack_version
+        return self._record_ack(type_url, nonce, ack_version)
+
+    def _record_ack(self, type_url: str, nonce: str, version: str) -> ClientReply:
+        """Note that the client applied the response with `nonce` and holds `version`."""
+        status = self.info.status(type_url)
+        status.acked_version = version
         status.acked_nonce = nonce
         status.nack_error = ""
-        return ClientReply(type_url, ack_version)
+        return ClientReply(type_url, version)
 
     def _record_sent(self, type_url: str, version: str) -> str:
         """Note a response of `type_url` at `version` as sent; return its fresh nonce."""

@@ -8,7 +8,8 @@ holding resources). At most `max_concurrent_pushes` streams build and write resp
 thousands of encoded responses, and grpc's copies of them, in memory at once while slow
 readers drain. Wake-ups that arrive while a stream waits for its turn merge into one push of
 the latest snapshot. Responses are pre-encoded bytes (see `resource.py`), so the response
-serializer is the identity. Protocol violations end the stream with a clear gRPC status and a
+serializer is the identity; requests reach the stream as bytes (`Received`) and are parsed only
+when they are more than a plain ACK (state of the world: `SotwProtocol.plain_ack`). Protocol violations end the stream with a clear gRPC status and a
 log line; other streams are unaffected. Requests larger than `max_request_bytes` are refused
 by the stream itself (RESOURCE_EXHAUSTED naming the sizes); grpc's own transport limit, set
 higher in `meshcore.grpc_server`, only backs that up.
@@ -27,6 +28,7 @@ from typing import Any
 
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf.message import DecodeError
 
 from meshcore.xds import types
 from meshcore.xds.cache import SnapshotCache, SnapshotWatch
@@ -34,7 +36,7 @@ from meshcore.xds.delta import DeltaProtocol
 from meshcore.xds.errors import InvalidNode
 from meshcore.xds.protocol import ClientReply
 from meshcore.xds.resource import Snapshot
-from meshcore.xds.sotw import SotwProtocol, WireNames, wire_names
+from meshcore.xds.sotw import SotwProtocol, wire_names
 from meshcore.xds.status import StreamCallbacks, StreamError, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -81,12 +83,28 @@ def _identity(payload: bytes) -> bytes:
     return payload
 
 
-@dataclass(frozen=True, slots=True)
 class Received:
-    """A parsed request; for state of the world, with its names as they came on the wire."""
+    """A request as it came, parsed when first asked for: most state-of-the-world requests are
+    plain ACKs that the stream recognises from their bytes (`SotwProtocol.plain_ack`)."""
 
-    message: Any
-    names: WireNames | None = None
+    __slots__ = ("_message", "_type", "payload")
+
+    def __init__(self, payload: bytes, message_type: Any) -> None:
+        self.payload = payload
+        self._type = message_type
+        self._message: Any = None
+
+    @property
+    def message(self) -> Any:
+        if self._message is None:
+            try:
+                self._message = self._type.FromString(self.payload)
+            except DecodeError as error:
+                raise StreamError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"request is not a valid {self._type.DESCRIPTOR.name}: {error}",
+                ) from None
+        return self._message
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,18 +115,15 @@ class OversizedRequest:
     limit: int
 
 
-def _bounded_parser(
-    message_type: Any, limit: int, delta: bool
+def _bounded_receiver(
+    message_type: Any, limit: int
 ) -> Callable[[bytes], Received | OversizedRequest]:
-    def parse(payload: bytes) -> Received | OversizedRequest:
+    def receive(payload: bytes) -> Received | OversizedRequest:
         if len(payload) > limit:
             return OversizedRequest(len(payload), limit)
-        message = message_type.FromString(payload)
-        if delta:
-            return Received(message)
-        return Received(message, wire_names(payload, message))
+        return Received(payload, message_type)
 
-    return parse
+    return receive
 
 
 def _peer_identities(context: grpc.aio.ServicerContext) -> tuple[str, ...] | None:
@@ -160,7 +175,7 @@ class XdsServer:
 
         return grpc.stream_stream_rpc_method_handler(
             handle,
-            request_deserializer=_bounded_parser(request_type, self._max_request_bytes, delta),
+            request_deserializer=_bounded_receiver(request_type, self._max_request_bytes),
             response_serializer=_identity,
         )
 
@@ -272,7 +287,10 @@ class XdsServer:
                 f"request of {request.size} bytes exceeds the limit of {request.limit} bytes",
             )
         if isinstance(protocol, SotwProtocol):
-            reply = protocol.on_request(request.message, request.names)
+            reply = protocol.plain_ack(request.payload)
+            if reply is None:
+                message = request.message
+                reply = protocol.on_request(message, wire_names(request.payload, message))
         else:
             reply = protocol.on_request(request.message)
         if reply is not None:

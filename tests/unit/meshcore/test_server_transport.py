@@ -191,3 +191,16 @@ async def test_per_type_services_serve_their_own_type(served) -> None:
             await asyncio.wait_for(listeners.read(), 5)
         assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert "serves only" in caught.value.details()
+
+
+async def test_undecodable_request_gets_invalid_argument(served) -> None:
+    _, _, address = served
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = channel.stream_stream(
+            "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+        )()
+        await call.write(b"\x0a\xff\xff\xff")  # a length running past the end
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call.read()
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid DiscoveryRequest" in raised.value.details()

@@ -255,3 +255,47 @@ def test_names_from_the_wire_drive_the_same_answers(proto: SotwProtocol) -> None
     proto.on_request(grown, wire_names(grown.SerializeToString(), grown))
     [again] = proto.responses(snap)
     assert names_in(again.payload) == ["a", "b"]
+
+
+def _acked_stream(proto: SotwProtocol, names: list[str]):
+    """A stream that asked for EDS `names` and was answered: (the response, its snapshot)."""
+    first = request(types.ENDPOINT, names)
+    proto.on_request(first, wire_names(first.SerializeToString(), first))
+    snap = snapshot(eds=["a", "b", "c"])
+    [out] = proto.responses(snap)
+    return out, snap
+
+
+def test_a_plain_ack_is_recognised_from_its_bytes(proto: SotwProtocol, info: StreamInfo) -> None:
+    out, snap = _acked_stream(proto, ["a", "b"])
+    ack_request = request(types.ENDPOINT, ["a", "b"], nonce=out.nonce, version=out.version)
+    ack_request.node.id = "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local"  # Envoy may repeat it
+    reply = proto.plain_ack(ack_request.SerializeToString())
+    assert reply is not None
+    assert (reply.type_url, reply.version, reply.is_nack) == (types.ENDPOINT, out.version, False)
+    status = info.status(types.ENDPOINT)
+    assert (status.acked_version, status.acked_nonce) == (out.version, out.nonce)
+    assert proto.responses(snap) == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["names", "fewer names", "stale nonce", "nack", "other type"],
+)
+def test_anything_more_than_a_plain_ack_is_left_to_parsing(
+    proto: SotwProtocol, change: str
+) -> None:
+    out, _ = _acked_stream(proto, ["a", "b"])
+    names, nonce, error, type_url = ["a", "b"], out.nonce, None, types.ENDPOINT
+    if change == "names":
+        names = ["a", "b", "c"]
+    elif change == "fewer names":
+        names = ["a"]
+    elif change == "stale nonce":
+        nonce = "1-0"
+    elif change == "nack":
+        error = "rejected"
+    else:
+        type_url = types.CLUSTER
+    message = request(type_url, names, nonce=nonce, version=out.version, error=error)
+    assert proto.plain_ack(message.SerializeToString()) is None

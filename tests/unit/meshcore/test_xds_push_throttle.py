@@ -90,9 +90,8 @@ class FakeContext:
 async def requests(node_id: str) -> AsyncIterator[Received]:
     """A first CDS request (as the transport parses it), then a client that stays subscribed
     and sends nothing more."""
-    yield Received(
-        discovery_pb2.DiscoveryRequest(node=base_pb2.Node(id=node_id), type_url=types.CLUSTER)
-    )
+    first = discovery_pb2.DiscoveryRequest(node=base_pb2.Node(id=node_id), type_url=types.CLUSTER)
+    yield Received(first.SerializeToString(), discovery_pb2.DiscoveryRequest)
     await asyncio.Event().wait()
 
 
