@@ -21,23 +21,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from meshcore.xds.wire import read_varint
+
 T = TypeVar("T")
 
 RESOURCES_TAG = 0x12  # field 2, length-delimited: `resources` in both kinds of response
 KEY_BYTES = 64  # runs are indexed by their first bytes
 MIN_SHARED = 8  # resources a leading part must have to become a run of its own
 MAX_RUNS_PER_KEY = 16
-
-
-def _varint(payload: bytes, position: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        byte = payload[position]
-        value |= (byte & 0x7F) << shift
-        position += 1
-        if byte < 0x80:
-            return value, position
-        shift += 7
 
 
 def body_start(payload: bytes) -> int | None:
@@ -53,10 +44,10 @@ def body_start(payload: bytes) -> int | None:
         position += 1
         wire_type = tag & 7
         if wire_type == 2:
-            length, position = _varint(payload, position)
+            length, position = read_varint(payload, position)
             position += length
         elif wire_type == 0:
-            _, position = _varint(payload, position)
+            _, position = read_varint(payload, position)
         else:
             return None
     return position
@@ -69,7 +60,7 @@ def entry_ends(payload: bytes, start: int) -> list[int] | None:
     while position < size:
         if payload[position] != RESOURCES_TAG:
             return None
-        length, position = _varint(payload, position + 1)
+        length, position = read_varint(payload, position + 1)
         position += length
         ends.append(position)
     return ends

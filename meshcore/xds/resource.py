@@ -21,29 +21,14 @@ from types import MappingProxyType
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
+from meshcore.xds.wire import length_delimited
+
 _SOTW_RESOURCES_FIELD = 2  # DiscoveryResponse.resources (repeated Any)
 _DELTA_RESOURCES_FIELD = 2  # DeltaDiscoveryResponse.resources (repeated Resource)
 _DELTA_NAME_FIELD = 3  # discovery.v3.Resource.name
 _DELTA_VERSION_FIELD = 1  # discovery.v3.Resource.version
 _DELTA_ANY_FIELD = 2  # discovery.v3.Resource.resource
 _TYPE_PREFIX = "type.googleapis.com/"
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        bits = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
-
-
-def length_delimited(field_number: int, payload: bytes) -> bytes:
-    """Encode one length-delimited protobuf field (wire type 2)."""
-    return _varint((field_number << 3) | 2) + _varint(len(payload)) + payload
 
 
 def digest(data: bytes) -> str:

@@ -9,8 +9,9 @@ thousands of encoded responses, and grpc's copies of them, in memory at once whi
 readers drain. Wake-ups that arrive while a stream waits for its turn merge into one push of
 the latest snapshot. Responses are pre-encoded bytes (see `resource.py`), so the response
 serializer is the identity; requests reach the stream as bytes (`Received`) and are parsed only
-when they are more than a plain ACK (state of the world: `SotwProtocol.plain_ack`). Protocol violations end the stream with a clear gRPC status and a
-log line; other streams are unaffected. Requests larger than `max_request_bytes` are refused
+when they are more than a plain ACK (state of the world: `SotwProtocol.plain_ack`). Protocol
+violations end the stream with a clear gRPC status and a log line; other streams are
+unaffected. Requests larger than `max_request_bytes` are refused
 by the stream itself (RESOURCE_EXHAUSTED naming the sizes); grpc's own transport limit, set
 higher in `meshcore.grpc_server`, only backs that up.
 """

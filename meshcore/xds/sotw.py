@@ -38,6 +38,7 @@ from meshcore.xds import types
 from meshcore.xds.protocol import WILDCARD, ClientReply, Outgoing, StreamProtocol, push_order
 from meshcore.xds.resource import EMPTY_TYPE, Resource, Snapshot, TypeSnapshot
 from meshcore.xds.status import StreamInfo
+from meshcore.xds.wire import field_end, leading_string, string_field, tag
 
 _NOT_NAMES = ("version_info", "node", "type_url", "response_nonce", "error_detail")
 # Encoded name list -> (the same bytes, its set): streams with equal lists share both objects.
@@ -47,47 +48,8 @@ _NAME_SETS_LIMIT = 64
 Key = tuple[str, frozenset[str] | None]
 
 
-_VERSION_TAG, _NODE_TAG, _NAMES_TAG = 0x0A, 0x12, 0x1A  # fields 1, 2, 3, length-delimited
-_TYPE_URL_TAG, _NONCE_TAG = 0x22, 0x2A  # fields 4 and 5
-
-
-def _after_field(payload: bytes, position: int, tag: int) -> int:
-    """Where the length-delimited field `tag` at `position` ends; `position` if it is not
-    there."""
-    if position >= len(payload) or payload[position] != tag:
-        return position
-    length, shift = 0, 0
-    position += 1
-    while True:
-        byte = payload[position]
-        length |= (byte & 0x7F) << shift
-        position += 1
-        if byte < 0x80:
-            return position + length
-        shift += 7
-
-
-def _leading_string(payload: bytes, tag: int) -> str:
-    """The string field `tag` if the payload starts with it; "" otherwise."""
-    end = _after_field(payload, 0, tag)
-    if not end:
-        return ""
-    position = 1
-    while payload[position] & 0x80:
-        position += 1
-    return payload[position + 1 : end].decode()
-
-
-def _encoded_string(tag: int, value: str) -> bytes:
-    if not value:
-        return b""  # proto3 leaves empty strings out
-    encoded = value.encode()
-    length, prefix = len(encoded), bytearray((tag,))
-    while length >= 0x80:
-        prefix.append(length & 0x7F | 0x80)
-        length >>= 7
-    prefix.append(length)
-    return bytes(prefix) + encoded
+# DiscoveryRequest's fields, as numbered in its proto.
+_VERSION, _NODE, _NAMES, _TYPE_URL, _NONCE = 1, 2, 3, 4, 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +78,10 @@ def wire_names(payload: bytes, request: Any) -> WireNames:
     A request laid out otherwise has its names re-encoded instead."""
     if not len(request.resource_names):
         return WireNames(b"", 0, 0)
-    start = _after_field(payload, _after_field(payload, 0, _VERSION_TAG), _NODE_TAG)
-    tail = _encoded_string(_TYPE_URL_TAG, request.type_url) + _encoded_string(
-        _NONCE_TAG, request.response_nonce
-    )
+    start = field_end(payload, field_end(payload, 0, _VERSION), _NODE)
+    tail = string_field(_TYPE_URL, request.type_url) + string_field(_NONCE, request.response_nonce)
     end = len(payload) - len(tail)
-    if end <= start or payload[start] != _NAMES_TAG or not payload.endswith(tail):
+    if end <= start or payload[start] != tag(_NAMES) or not payload.endswith(tail):
         key = _names_key(request)
         return WireNames(key, 0, len(key))
     return WireNames(payload, start, end)
@@ -207,12 +167,12 @@ class SotwProtocol(StreamProtocol):
             tail, names = sub.ack_tail, sub.names_key
             if not tail or names is None or not payload.endswith(tail):
                 continue
-            start = _after_field(payload, _after_field(payload, 0, _VERSION_TAG), _NODE_TAG)
+            start = field_end(payload, field_end(payload, 0, _VERSION), _NODE)
             if len(payload) - len(tail) - start != len(names):
                 return None
             if not payload.startswith(names, start):
                 return None
-            return self._record_ack(type_url, sub.nonce, _leading_string(payload, _VERSION_TAG))
+            return self._record_ack(type_url, sub.nonce, leading_string(payload, _VERSION))
         return None
 
     def needs_evaluation(self) -> bool:
@@ -312,7 +272,7 @@ class SotwProtocol(StreamProtocol):
             parts = (envelope, *(r.sotw_field for r in selected))
             count = len(selected)
         sub.nonce = nonce
-        sub.ack_tail = _encoded_string(_TYPE_URL_TAG, type_url) + _encoded_string(_NONCE_TAG, nonce)
+        sub.ack_tail = string_field(_TYPE_URL, type_url) + string_field(_NONCE, nonce)
         sub.sent_key = key
         sub.basis = current
         sub.force = False
