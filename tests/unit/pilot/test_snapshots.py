@@ -20,6 +20,7 @@ from tests.unit.pilot.conftest import (
     WriteConfig,
     load_directory,
 )
+from tests.unit.pilot.vs_support import virtual_service
 
 REVIEWS_9080 = "outbound|9080||reviews.default.svc.cluster.local"
 RATINGS_9080 = "outbound|9080||ratings.shop.svc.cluster.local"
@@ -105,15 +106,13 @@ def test_classify_change(write_config: WriteConfig) -> None:
     assert classify_change(base, grown).full
 
 
-_REVIEWS_ROUTE = """
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  http: [{timeout: 7s, route: [{destination: {host: reviews.default.svc.cluster.local}}]}]
-"""
+_REVIEWS_ROUTE = "\n---\n" + virtual_service(
+    "reviews",
+    """
+    hosts: [reviews.default.svc.cluster.local]
+    http: [{timeout: 7s, route: [{destination: {host: reviews.default.svc.cluster.local}}]}]
+    """,
+)
 
 
 def test_a_full_push_after_an_endpoints_only_push_reuses_what_did_not_change(
