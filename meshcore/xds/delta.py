@@ -14,21 +14,58 @@ not compare every name the client holds: `TypeSnapshot.diff` says what changed b
 snapshots, computed once for all the streams making the same move, and only those names and
 the ones just subscribed are looked at. The full comparison remains for the first response,
 reconnects, and wildcard changes.
+
+A thousand delta streams subscribe to the same thousand EDS names when they connect. The
+transport finds a request's subscribed names in the bytes it arrived as
+(`subscribed_names`), and streams sending the same ones share one set of strings.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from envoy.service.discovery.v3 import discovery_pb2
 
 from meshcore.xds import types
-from meshcore.xds.protocol import WILDCARD, ClientReply, Outgoing, StreamProtocol, push_order
+from meshcore.xds.protocol import (
+    WILDCARD,
+    ClientReply,
+    NameSets,
+    Outgoing,
+    StreamProtocol,
+    push_order,
+)
 from meshcore.xds.resource import EMPTY_TYPE, Resource, Snapshot, TypeSnapshot
 from meshcore.xds.status import StreamInfo
+from meshcore.xds.wire import field_end, string_field, tag
+
+# DeltaDiscoveryRequest's fields, as numbered in its proto.
+_NODE, _TYPE_URL, _SUBSCRIBE, _NONCE = 1, 2, 3, 6
+_SUBSCRIPTIONS = NameSets()
+
+
+def subscribed_names(payload: bytes, request: Any) -> Collection[str]:
+    """The names `request` (parsed from `payload`) subscribes to. When it only subscribes
+    (and perhaps ACKs), Envoy writes them in one run between the type URL and the nonce; that
+    run is the key of a set shared by every stream sending the same one. Otherwise the names,
+    each interned."""
+    requested = request.resource_names_subscribe
+    if not len(requested):
+        return ()
+    if (
+        not len(request.resource_names_unsubscribe)
+        and not len(request.initial_resource_versions)
+        and not request.HasField("error_detail")
+    ):
+        start = field_end(payload, field_end(payload, 0, _NODE), _TYPE_URL)
+        tail = string_field(_NONCE, request.response_nonce)
+        end = len(payload) - len(tail)
+        if start < end and payload[start] == tag(_SUBSCRIBE) and payload.endswith(tail):
+            return _SUBSCRIPTIONS.get(payload[start:end], requested)[1]
+    return [sys.intern(n) for n in requested]
 
 
 @dataclass(slots=True)
@@ -72,14 +109,20 @@ class DeltaProtocol(StreamProtocol):
         self._subs: dict[str, _DeltaSubscription] = {}
         self._order: list[str] = []
 
-    def on_request(self, request: Any) -> ClientReply | None:
+    def on_request(
+        self, request: Any, subscribe: Collection[str] | None = None
+    ) -> ClientReply | None:
+        """Apply one DeltaDiscoveryRequest; return the ACK/NACK it carries, if it carries one.
+        `subscribe`: its subscribed names, when the transport found them in its bytes."""
         type_url = self._type_of(request)
-        # Interned: a thousand streams subscribing to the same names share the strings.
-        subscribe = [sys.intern(n) for n in request.resource_names_subscribe]
+        if subscribe is None:
+            # Interned: a thousand streams subscribing to the same names share the strings.
+            subscribe = [sys.intern(n) for n in request.resource_names_subscribe]
         unsubscribe = list(request.resource_names_unsubscribe)
         sub = self._subs.get(type_url)
         if sub is None:
-            names = {n for n in subscribe if n != WILDCARD}
+            names = set(subscribe)
+            names.discard(WILDCARD)
             self._subs[type_url] = _DeltaSubscription(
                 names=names,
                 wildcard=not subscribe or WILDCARD in subscribe,
@@ -213,7 +256,7 @@ class DeltaProtocol(StreamProtocol):
         return Outgoing(type_url, version, nonce, parts, count)
 
     @staticmethod
-    def _subscribe(sub: _DeltaSubscription, names: list[str]) -> None:
+    def _subscribe(sub: _DeltaSubscription, names: Iterable[str]) -> None:
         for name in names:
             if name == WILDCARD:
                 if not sub.wildcard:

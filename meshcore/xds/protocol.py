@@ -69,6 +69,26 @@ def check_type(type_url: str, supported: frozenset[str], fixed_type: str | None)
     return type_url
 
 
+class NameSets:
+    """Encoded name lists, each with its names as one frozenset shared by every stream that
+    sends the same list: thousands of streams request the same thousand EDS names, and each
+    would otherwise build (and hold) a thousand strings of its own. The caller chooses the
+    key, bytes that determine the names; a full cache is emptied and starts again."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self._limit = limit
+        self._sets: dict[bytes, tuple[bytes, frozenset[str]]] = {}
+
+    def get(self, key: bytes, names: Iterable[str]) -> tuple[bytes, frozenset[str]]:
+        """The cached key (equal to `key`) and names; `names` is read only when absent."""
+        found = self._sets.get(key)
+        if found is None:
+            if len(self._sets) >= self._limit:
+                self._sets.clear()
+            found = self._sets[key] = (key, frozenset(names))
+        return found
+
+
 def push_order(subscribed: Iterable[str]) -> list[str]:
     """Subscribed types in make-before-break order, unknown extras last in name order."""
     present = set(subscribed)

@@ -9,8 +9,9 @@ thousands of encoded responses, and grpc's copies of them, in memory at once whi
 readers drain. Wake-ups that arrive while a stream waits for its turn merge into one push of
 the latest snapshot. Responses are pre-encoded bytes (see `resource.py`), so the response
 serializer is the identity; requests reach the stream as bytes (`Received`) and are parsed only
-when they are more than a plain ACK (state of the world: `SotwProtocol.plain_ack`). Protocol
-violations end the stream with a clear gRPC status and a log line; other streams are
+when they are more than a plain ACK (state of the world: `SotwProtocol.plain_ack`), and the
+names they carry are found in their bytes (`sotw.wire_names`, `delta.subscribed_names`).
+Protocol violations end the stream with a clear gRPC status and a log line; other streams are
 unaffected. Requests larger than `max_request_bytes` are refused
 by the stream itself (RESOURCE_EXHAUSTED naming the sizes); grpc's own transport limit, set
 higher in `meshcore.grpc_server`, only backs that up.
@@ -33,7 +34,7 @@ from google.protobuf.message import DecodeError
 
 from meshcore.xds import types
 from meshcore.xds.cache import SnapshotCache, SnapshotWatch
-from meshcore.xds.delta import DeltaProtocol
+from meshcore.xds.delta import DeltaProtocol, subscribed_names
 from meshcore.xds.errors import InvalidNode
 from meshcore.xds.protocol import ClientReply
 from meshcore.xds.resource import Snapshot
@@ -293,7 +294,8 @@ class XdsServer:
                 message = request.message
                 reply = protocol.on_request(message, wire_names(request.payload, message))
         else:
-            reply = protocol.on_request(request.message)
+            message = request.message
+            reply = protocol.on_request(message, subscribed_names(request.payload, message))
         if reply is not None:
             self._report(protocol.info, reply)
 

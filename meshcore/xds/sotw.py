@@ -14,7 +14,7 @@ At scale (thousands of streams, a thousand EDS names each) the per-request and p
 is kept small, since it is multiplied by every stream:
 
 - Envoy repeats every subscribed EDS name in each ACK. The names are compared still encoded,
-  and equal lists share one set (`_name_set`), instead of building a thousand strings per ACK
+  and equal lists share one set (`NameSets`), instead of building a thousand strings per ACK
   per stream. The transport says where the encoded names lie in the bytes the request came as
   (`wire_names`), so an unchanged list is recognised without copying it; without that they are
   re-encoded from the parsed request (`_names_key`).
@@ -28,22 +28,27 @@ is kept small, since it is multiplied by every stream:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from envoy.service.discovery.v3 import discovery_pb2
 
 from meshcore.xds import types
-from meshcore.xds.protocol import WILDCARD, ClientReply, Outgoing, StreamProtocol, push_order
+from meshcore.xds.protocol import (
+    WILDCARD,
+    ClientReply,
+    NameSets,
+    Outgoing,
+    StreamProtocol,
+    push_order,
+)
 from meshcore.xds.resource import EMPTY_TYPE, Resource, Snapshot, TypeSnapshot
 from meshcore.xds.status import StreamInfo
 from meshcore.xds.wire import field_end, leading_string, string_field, tag
 
 _NOT_NAMES = ("version_info", "node", "type_url", "response_nonce", "error_detail")
 # Encoded name list -> (the same bytes, its set): streams with equal lists share both objects.
-_NAME_SETS: dict[bytes, tuple[bytes, frozenset[str]]] = {}
-_NAME_SETS_LIMIT = 64
+_NAME_SETS = NameSets()
 
 Key = tuple[str, frozenset[str] | None]
 
@@ -97,15 +102,6 @@ def _names_key(request: Any) -> bytes:
         names_only.ClearField(name)
     encoded: bytes = names_only.SerializeToString()
     return encoded
-
-
-def _name_set(key: bytes, requested: Iterable[str]) -> tuple[bytes, frozenset[str]]:
-    found = _NAME_SETS.get(key)
-    if found is None:
-        if len(_NAME_SETS) >= _NAME_SETS_LIMIT:
-            _NAME_SETS.clear()
-        found = _NAME_SETS[key] = (key, frozenset(requested))
-    return found
 
 
 @dataclass(slots=True)
@@ -290,7 +286,10 @@ class SotwProtocol(StreamProtocol):
         if wire.equals(sub.names_key):
             return False
         key = wire.key()
-        sub.names_key, names = _name_set(key, request.resource_names) if key else (key, frozenset())
+        if key:
+            sub.names_key, names = _NAME_SETS.get(key, request.resource_names)
+        else:
+            sub.names_key, names = key, frozenset()
         wildcard = WILDCARD in names
         if wildcard:
             names = names - {WILDCARD}

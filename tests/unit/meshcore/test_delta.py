@@ -8,7 +8,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2
 
 from meshcore.xds import types
-from meshcore.xds.delta import DeltaProtocol
+from meshcore.xds.delta import DeltaProtocol, subscribed_names
 from meshcore.xds.status import StreamError, StreamInfo, SyncState
 from tests.unit.meshcore.conftest import snapshot
 
@@ -154,3 +154,53 @@ def test_wildcard_can_be_dropped_for_named(proto: DeltaProtocol) -> None:
     assert proto.responses(snapshot(cds={"a": "v1", "b": "v2"})) == []
     [changed] = proto.responses(snapshot(cds={"a": "v3", "b": "v2"}))
     assert decode(changed) == (["a"], [])
+
+
+_EDS_NAMES = [f"outbound|{9000 + i}||svc-{i}.ns-{i % 7}.svc.cluster.local" for i in range(300)]
+
+
+def _as_sent(message: discovery_pb2.DeltaDiscoveryRequest) -> tuple[bytes, object]:
+    message.node.id = "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local"
+    payload = message.SerializeToString()
+    return payload, discovery_pb2.DeltaDiscoveryRequest.FromString(payload)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        request(types.ENDPOINT, _EDS_NAMES),
+        request(types.ENDPOINT, _EDS_NAMES, nonce="n" * 200),
+        request(types.ENDPOINT, ["a", "*"], ["b"]),
+        request(types.ENDPOINT, ["a"], initial={"a": "1"}),
+        request(types.ENDPOINT, ["a"], nonce="3-1", error="rejected"),
+        request(types.ENDPOINT, unsubscribe=["a"]),
+    ],
+    ids=["connect", "ack-with-long-nonce", "unsubscribes-too", "reconnect", "nack", "none"],
+)
+def test_subscribed_names_are_the_requests(message) -> None:
+    payload, parsed = _as_sent(message)
+    assert sorted(subscribed_names(payload, parsed)) == sorted(message.resource_names_subscribe)
+
+
+def test_streams_subscribing_to_the_same_names_share_one_set() -> None:
+    first = subscribed_names(*_as_sent(request(types.ENDPOINT, _EDS_NAMES)))
+    second = subscribed_names(*_as_sent(request(types.ENDPOINT, _EDS_NAMES)))
+    other = subscribed_names(*_as_sent(request(types.ENDPOINT, _EDS_NAMES[:-1])))
+    assert first is second
+    assert other is not first and len(other) == len(_EDS_NAMES) - 1
+
+
+def test_fields_out_of_order_still_give_the_names() -> None:
+    """The nonce written before the names: not one run, so the names are read one by one."""
+    names = request(types.ENDPOINT, ["a", "b"]).SerializeToString()
+    head = request(types.ENDPOINT, nonce="2-5").SerializeToString()
+    payload = head + names
+    parsed = discovery_pb2.DeltaDiscoveryRequest.FromString(payload)
+    assert list(subscribed_names(payload, parsed)) == ["a", "b"]
+
+
+def test_names_from_the_wire_drive_the_same_answers(proto: DeltaProtocol) -> None:
+    payload, parsed = _as_sent(request(types.ENDPOINT, ["a", "c"]))
+    proto.on_request(parsed, subscribed_names(payload, parsed))
+    [out] = proto.responses(snapshot(eds=["a", "b"]))
+    assert decode(out) == (["a"], ["c"])
