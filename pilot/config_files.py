@@ -17,7 +17,7 @@ from pathlib import Path
 from meshconfig import Resource, UnknownKindError, load_documents, validate_document
 from pilot.istio_config import IstioConfig
 from pilot.registry import ConfigError, RegistrySnapshot, Source
-from pilot.registry.resources import from_resources
+from pilot.registry.resources import RegistryReader
 
 SUFFIXES = frozenset({".yaml", ".yml", ".json"})
 
@@ -28,8 +28,12 @@ class PilotInput:
     istio: IstioConfig = field(default_factory=IstioConfig)
 
     @classmethod
-    def from_resources(cls, resources: list[Resource]) -> PilotInput:
-        return cls(from_resources(resources), IstioConfig.from_resources(resources))
+    def from_resources(
+        cls, resources: list[Resource], registry: RegistryReader | None = None
+    ) -> PilotInput:
+        """`registry`: the reader of the caller's earlier inputs, to convert only what is new."""
+        registry = registry or RegistryReader()
+        return cls(registry.read(resources), IstioConfig.from_resources(resources))
 
 
 def load_config_directory(directory: str | Path) -> PilotInput:
@@ -47,6 +51,7 @@ class DirectoryReader:
 
     def __init__(self) -> None:
         self._files: dict[Path, tuple[tuple[int, int, int], list[Resource]]] = {}
+        self._registry = RegistryReader()
 
     def read(self, directory: str | Path) -> PilotInput:
         """Raises ConfigValidationError or ConfigError; the cache keeps only valid files."""
@@ -74,7 +79,7 @@ class DirectoryReader:
                 resources.append(resource)
         for gone in self._files.keys() - present:
             del self._files[gone]
-        return PilotInput.from_resources(resources)
+        return PilotInput.from_resources(resources, self._registry)
 
     def _resources(self, file: Path) -> list[Resource]:
         try:

@@ -21,6 +21,7 @@ from meshconfig.kinds import kind_by_id
 from meshcore.tls import MeshTls
 from pilot.config_files import PilotInput
 from pilot.registry import ConfigError
+from pilot.registry.resources import RegistryReader
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class GalleyConfig:
         self._kinds = [k for k in kinds if k is not None]
         self._on_change = on_change
         self._current: dict[str, list[Resource]] = {}
+        self._registry = RegistryReader()  # converts only resources galley sent anew
         self.last_error = ""
         self.client = ConfigClient(address, self._kinds, self._changed, node_id=node_id, tls=tls)
 
@@ -80,7 +82,7 @@ class GalleyConfig:
             return  # wait for every kind: a partial registry would drop live endpoints
         try:
             update = PilotInput.from_resources(
-                [r for group in self._current.values() for r in group]
+                [r for group in self._current.values() for r in group], self._registry
             )
         except ConfigError as error:
             self.last_error = str(error)

@@ -51,6 +51,22 @@ class RegistrySnapshot:
     groups: tuple[GroupConfig, ...] = ()
 
 
+# What one resource becomes: a ServiceEntry's services, a WorkloadGroup, a workload.
+Converted = tuple[Service, ...] | GroupConfig | WorkloadInstance
+
+
+def convert_resource(
+    source: Source, spec: RegistrySpec, annotations: Mapping[str, str] | None = None
+) -> Converted:
+    """One validated registry resource in pilot's model, checked on its own (what needs the
+    others too is `SnapshotBuilder`'s); raises ConfigError naming `source`."""
+    if isinstance(spec, ServiceEntry):
+        return convert.service_entry(spec, source, annotations)
+    if isinstance(spec, WorkloadGroup):
+        return GroupConfig(source.namespace, source.name, spec)
+    return convert.workload_entry(spec, source)
+
+
 class SnapshotBuilder:
     """Collects resources in any order; `build` sorts, so order never matters."""
 
@@ -65,14 +81,17 @@ class SnapshotBuilder:
         self, source: Source, spec: RegistrySpec, annotations: Mapping[str, str] | None = None
     ) -> None:
         """Convert and add one validated resource, named by `source` in any error."""
+        self.add_converted(source, convert_resource(source, spec, annotations))
+
+    def add_converted(self, source: Source, converted: Converted) -> None:
+        """Add one resource already converted (`convert_resource`), named by `source`."""
         key = (source.kind, source.namespace, source.name)
         if key in self._resources:
             raise ConfigError(
                 source, "metadata.name", f"also defined in {self._resources[key].file}"
             )
-        if isinstance(spec, ServiceEntry):
-            services = convert.service_entry(spec, source, annotations)
-            for service in services:
+        if isinstance(converted, tuple):
+            for service in converted:
                 if service.hostname in self._hosts:
                     other = self._hosts[service.hostname][1]
                     raise ConfigError(
@@ -80,11 +99,11 @@ class SnapshotBuilder:
                         "spec.hosts",
                         f"host {service.hostname!r} is also declared by {other}",
                     )
-            self._hosts.update((s.hostname, (s, source)) for s in services)
-        elif isinstance(spec, WorkloadGroup):
-            self._groups.append(GroupConfig(source.namespace, source.name, spec))
+            self._hosts.update((s.hostname, (s, source)) for s in converted)
+        elif isinstance(converted, GroupConfig):
+            self._groups.append(converted)
         else:
-            self._workloads.append(convert.workload_entry(spec, source))
+            self._workloads.append(converted)
         self._resources[key] = source
 
     def add_kubernetes(self, registry: KubernetesRegistry) -> None:
