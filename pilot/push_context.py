@@ -42,6 +42,20 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
+class InboundInputs:
+    """What decides every proxy's inbound side (clusters and listeners) besides its own
+    instances: Sidecars, security policies, key sets, mesh config. DestinationRules,
+    VirtualServices and Gateways do not reach it; other services do only through a Sidecar's
+    egress proxy, so they are part of it only where Sidecars exist. Small, and holding no
+    context: a proxy's kept inbound side carries the inputs it was made from."""
+
+    mesh: MeshConfig
+    jwks: Mapping[str, str]
+    config: IstioConfig  # without VirtualServices, Gateways and DestinationRules
+    services: tuple[Service, ...] | None  # only with Sidecars
+
+
+@dataclass(frozen=True, slots=True)
 class PushContext:
     """Build with `PushContext.build`; `version` increases with every build (the builder's)."""
 
@@ -131,16 +145,17 @@ class PushContext:
             and _without_routing(self.config) == _without_routing(other.config)
         )
 
-    def same_inbound_inputs(self, other: PushContext) -> bool:
-        """Whether everything besides its own instances that decides a proxy's inbound side
-        (clusters and listeners: Sidecars, security policies, key sets, mesh config) is the
-        same in `other`. DestinationRules, VirtualServices and Gateways do not reach it; other
-        services do only through a Sidecar's egress proxy."""
-        return (
-            self.mesh == other.mesh
-            and self.jwks == other.jwks
-            and _without_outbound(self.config) == _without_outbound(other.config)
-            and (not self.config.sidecars or self.services == other.services)
+    def inbound_inputs(self) -> InboundInputs:
+        """Everything besides its own instances that decides a proxy's inbound side in this
+        context; equal inputs and equal instances make an equal inbound side."""
+        return self.memo(
+            "inbound-inputs",
+            lambda: InboundInputs(
+                self.mesh,
+                self.jwks,
+                _without_outbound(self.config),
+                self.services if self.config.sidecars else None,
+            ),
         )
 
     def service(self, hostname: str) -> Service | None:

@@ -10,7 +10,7 @@ only change regenerates just the affected ClusterLoadAssignments, once for all p
 share the same endpoints snapshot.
 
 Nothing is regenerated that cannot have changed since the previous push context: a proxy
-keeps its inbound side while its inputs are equal (`PushContext.same_inbound_inputs` and its
+keeps its inbound side while its inputs are equal (`PushContext.inbound_inputs` and its
 instances: a service added elsewhere, a VirtualService edited), and when a change touches only
 VirtualServices and Gateways (`PushContext.differs_only_in_routing`) a view whose Sidecar scope
 imports the same services keeps its clusters and endpoints too; routes and outbound listeners
@@ -54,8 +54,8 @@ from pilot.generators import (
     routes,
     secrets,
 )
-from pilot.model import NodeType, Proxy, ProxyView
-from pilot.push_context import PushContext
+from pilot.model import NodeType, Proxy, ProxyView, ServiceInstance
+from pilot.push_context import InboundInputs, PushContext
 
 
 def _resources(messages: Iterable[Message], attribute: str = "name") -> list[Resource]:
@@ -80,6 +80,18 @@ def _reuse(previous: Snapshot | None, fresh: Snapshot) -> Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class _OwnSide:
+    """A proxy's own clusters and listeners (before any bound to a router's address), with
+    the inputs they were made from, so any later context can tell whether they still hold."""
+
+    proxy: Proxy
+    clusters: list[Resource]
+    listeners: list[Resource]
+    inputs: InboundInputs
+    instances: tuple[ServiceInstance, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class _ViewConfig:
     clusters: TypeSnapshot
     listeners: TypeSnapshot
@@ -100,14 +112,17 @@ class SnapshotGenerator:
         # the inputs of every proxy's inbound side besides its instances are the same in this
         # context and in the one the kept sides are for.
         self._routing_only: bool | None = None
-        self._same_inbound_inputs: bool | None = None
         self._views: dict[ProxyView, _ViewConfig] = {}
         self._previous_views: dict[ProxyView, _ViewConfig] = {}
-        # Each proxy's own clusters and listeners (before any bound to a router's address), by
-        # id, with the proxy: this context's, and the previous context's to reuse.
-        self._own: dict[int, tuple[Proxy, list[Resource], list[Resource]]] = {}
-        self._previous_own: dict[int, tuple[Proxy, list[Resource], list[Resource]]] = {}
-        self._own_basis: PushContext | None = None  # the context `_previous_own` is for
+        # Proxies' own sides by id of the proxy: this context's, and earlier ones to reuse.
+        # A context that pushed endpoints only made the sides of a few proxies (new ones,
+        # moved ones): the sides kept from before it stay too. One that pushed in full made
+        # every connected proxy's, and only those are kept from it (the departed drop out).
+        self._own: dict[int, _OwnSide] = {}
+        self._kept_own: dict[int, _OwnSide] = {}
+        self._endpoints_pushed = False  # `endpoints_only` was called in this context
+        # Whether kept inputs equal this context's, by id of the kept (kept alive here too).
+        self._inputs_equal: dict[int, tuple[InboundInputs, bool]] = {}
         # Keyed by name, and for subset clusters by view too (the view picks the rule that
         # defines the subset); other clusters' assignments are shared by every view.
         self._load_assignments: dict[tuple[str, ProxyView | None], Resource | None] = {}
@@ -149,6 +164,7 @@ class SnapshotGenerator:
         """`previous` with fresh endpoints for `hostnames`; `previous` itself if none changed.
         Proxies sharing an endpoints snapshot (a view) share the work and the result."""
         self._use(ctx)
+        self._endpoints_pushed = True
         current = previous.get(types.ENDPOINT)
         if current is None:
             return self.full(ctx, proxy)
@@ -197,21 +213,38 @@ class SnapshotGenerator:
         return self._intern(TypeSnapshot.of(updated.values())) if changed else current
 
     def _own_config(self, ctx: PushContext, proxy: Proxy) -> tuple[list[Resource], list[Resource]]:
-        """The proxy's inbound clusters and its own listeners, kept from the previous context
+        """The proxy's inbound clusters and its own listeners, kept from an earlier context
         when their inputs did not change."""
         found = self._own.get(id(proxy))
-        if found is None or found[0] is not proxy:
-            prior = self._previous_own.get(id(proxy))
-            if prior is not None and prior[0] is proxy and self._inbound_unchanged(ctx, proxy):
-                found = prior
+        if found is None or found.proxy is not proxy:
+            inputs, instances = ctx.inbound_inputs(), ctx.instances_for(proxy)
+            prior = self._kept_own.get(id(proxy))
+            if (
+                prior is not None
+                and prior.proxy is proxy
+                and prior.instances == instances
+                and self._same_inputs(prior.inputs, inputs)
+            ):
+                found = replace(prior, inputs=inputs)
             else:
-                found = (
+                found = _OwnSide(
                     proxy,
                     _resources(clusters.inbound_clusters(ctx, proxy)),
                     _resources(listeners.proxy_listeners(ctx, proxy)),
+                    inputs,
+                    instances,
                 )
             self._own[id(proxy)] = found
-        return found[1], found[2]
+        return found.clusters, found.listeners
+
+    def _same_inputs(self, kept: InboundInputs, current: InboundInputs) -> bool:
+        """`kept == current`, compared once per kept inputs in a context (they are large)."""
+        if kept is current:
+            return True
+        found = self._inputs_equal.get(id(kept))
+        if found is None or found[0] is not kept:
+            found = self._inputs_equal[id(kept)] = (kept, kept == current)
+        return found[1]
 
     def _only_routing_changed(self) -> bool:
         """Whether the current context differs from the previous one in routing alone."""
@@ -222,27 +255,18 @@ class SnapshotGenerator:
             )
         return self._routing_only
 
-    def _inbound_unchanged(self, ctx: PushContext, proxy: Proxy) -> bool:
-        """Whether the proxy's inbound side is the same in the current context as in the one
-        its kept side was made for."""
-        before = self._own_basis
-        if before is None:
-            return False
-        if self._same_inbound_inputs is None:
-            self._same_inbound_inputs = ctx.same_inbound_inputs(before)
-        return self._same_inbound_inputs and ctx.instances_for(proxy) == before.instances_for(proxy)
-
     def _use(self, ctx: PushContext) -> None:
         if ctx.version != self._context_version:
             self._context_version = ctx.version
             self._previous_context, self._context = self._context, ctx
-            self._routing_only = self._same_inbound_inputs = None
+            self._routing_only = None
             self._previous_views, self._views = self._views, {}
-            if self._own:
-                # Proxies' own sides are compared with the last context that made or kept
-                # any: one that only moved endpoints (and needed none) leaves them as they were.
-                self._previous_own, self._own_basis = self._own, self._previous_context
-            self._own = {}
+            if self._endpoints_pushed:
+                self._kept_own.update(self._own)
+            elif self._own:
+                self._kept_own = self._own
+            self._own, self._endpoints_pushed = {}, False
+            self._inputs_equal.clear()
             self._load_assignments.clear()
             self._encoded.clear()
             self._eds_updates.clear()

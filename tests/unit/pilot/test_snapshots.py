@@ -156,12 +156,59 @@ def test_a_full_push_after_an_endpoints_only_push_reuses_what_did_not_change(
     assert after.types[types.ROUTE].version != first.types[types.ROUTE].version
 
 
+REVIEWS_V2 = "sidecar~127.0.1.3~reviews-v2.default~default.svc.cluster.local"
+
+
+def test_kept_inbound_sides_survive_an_endpoints_push_that_rebuilt_another_proxy(
+    build_context: BuildContext,
+    write_config: WriteConfig,
+    sidecar: Proxy,
+    make_proxy: MakeProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An endpoints-only push regenerates in full the proxy whose own workload changed (as
+    when a pod turns ready); the next full push still reuses every other proxy's inbound
+    side, and the moved proxy's new one, and matches what a fresh generator makes."""
+    generated: list[str] = []
+    for module, function in ((clusters, "inbound_clusters"), (listeners, "proxy_listeners")):
+        real = getattr(module, function)
+        monkeypatch.setattr(
+            module,
+            function,
+            lambda *args, _real=real, _name=function: generated.append(_name) or _real(*args),
+        )
+    other = make_proxy(REVIEWS_V2)
+    generator = SnapshotGenerator()
+    ctx = build_context(version="1")
+    first = {p.id: generator.full(ctx, p) for p in (sidecar, other)}
+    moved = SAMPLE_MESH.replace("weight: 3", "weight: 4")  # reviews-v2's own instances
+    eds_ctx = build_context(moved, version="2")
+    reviews = frozenset({"reviews.default.svc.cluster.local"})
+    generated.clear()
+    after_eds = {
+        other.id: generator.full(eds_ctx, other, first[other.id]),
+        sidecar.id: generator.endpoints_only(first[sidecar.id], eds_ctx, sidecar, reviews),
+    }
+    assert generated == ["inbound_clusters", "proxy_listeners"]  # reviews-v2's alone
+    loaded = load_config_directory(write_config(moved + _REVIEWS_ROUTE))
+    routed = PushContext.build(loaded.registry, "3", loaded.istio)
+    generated.clear()
+    after = {p.id: generator.full(routed, p, after_eds[p.id]) for p in (sidecar, other)}
+
+    assert generated == []
+    monkeypatch.undo()
+    for proxy in (sidecar, other):
+        fresh = SnapshotGenerator().full(routed, proxy)
+        for type_url in (types.CLUSTER, types.LISTENER, types.ROUTE):
+            assert after[proxy.id].types[type_url].version == fresh.types[type_url].version
+
+
 def test_only_the_current_and_previous_contexts_stay_alive(
     build_context: BuildContext, sidecar: Proxy
 ) -> None:
-    """However many pushes go by (full and endpoints-only), the generator holds at most three
-    push contexts (the current, the previous, and the one proxies' kept sides were made for),
-    and no context keeps the one before it."""
+    """However many pushes go by (full and endpoints-only), the generator holds at most the
+    current and the previous push context (kept inbound sides hold their inputs, not the
+    context they were made in), and no context keeps the one before it."""
     generator = SnapshotGenerator()
     snapshot = generator.full(build_context(version="0"), sidecar)
     moved = SAMPLE_MESH.replace("[{address: 127.0.2.1}]", "[{address: 127.0.2.9}]")
@@ -173,4 +220,4 @@ def test_only_the_current_and_previous_contexts_stay_alive(
             snapshot = generator.endpoints_only(snapshot, ctx, sidecar, frozenset({RATINGS_HOST}))
     del ctx
     gc.collect()
-    assert sum(isinstance(o, PushContext) for o in gc.get_objects()) <= 3
+    assert sum(isinstance(o, PushContext) for o in gc.get_objects()) <= 2
