@@ -108,9 +108,7 @@ class SnapshotGenerator:
         self._context_version: str | None = None
         self._context: PushContext | None = None
         self._previous_context: PushContext | None = None
-        # (None: not known yet) Only routing differs between the previous and this context;
-        # the inputs of every proxy's inbound side besides its instances are the same in this
-        # context and in the one the kept sides are for.
+        # (None: not known yet) Only routing differs between the previous and this context.
         self._routing_only: bool | None = None
         self._views: dict[ProxyView, _ViewConfig] = {}
         self._previous_views: dict[ProxyView, _ViewConfig] = {}
