@@ -1,0 +1,357 @@
+"""Pilot's own CPU per stream for a push, with grpc out of the way.
+
+Why: in `pilot_load` an endpoint change costs pilot about 250 µs of CPU per proxy, most of it
+grpc.aio (the write, the ACK's read, its poller thread) and the kernel's loopback, and runs on
+two cores shared with the load generator vary by 10-15%. What pilot adds itself (the push loop,
+generation, the protocol objects, each stream's coroutines and callbacks) is lost in that noise.
+This runs the same objects in one process: `XdsServer`'s handlers, registered as on a grpc
+server and called as grpc calls them, with `DiscoveryService` behind them, but each stream's
+context and request iterator are in-process stand-ins for grpc.aio's: every response is
+answered at once with the ACK Envoy sends (state-of-the-world ACKs repeat the names, as
+Envoy's do). Pilot's share is the process's CPU less what the stand-ins spend (timed apart:
+reading each response's envelope, writing its ACK), repeatable to a few percent, so a change to
+pilot's per-stream work can be measured against its base. It is not a latency figure:
+`pilot_load` is.
+
+Each round makes one change of each kind the way pilot meets it (a file rewritten, the
+directory read again, the change classified, a push context built, the push): an endpoint
+added to a service (the previous round's removed), and the VirtualService edited. Every stream
+must get exactly one response per change, and ACK it; anything else ends the run with an error.
+The garbage collector is set as `python -m pilot` sets it (`QuietCollector`), with a full
+collection before each change, where pilot has its quiet moments: otherwise one change in
+three pays for a full collection of the whole heap and the figures say nothing.
+
+Run: `python -m benchmarks.pilot_push_cost --services 1000 --proxies 2000 [--rounds 5]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from google.protobuf import json_format
+
+from benchmarks import pilot_load_config as config
+from meshcore.quiet_gc import QuietCollector
+from meshcore.xds import types
+from meshcore.xds.server import XdsServer
+from meshcore.xds.wire import length_delimited, read_varint, string_field, tag
+from pilot.config_files import DirectoryReader, PilotInput
+from pilot.debounce import PushRequest
+from pilot.discovery import DiscoveryService
+from pilot.metrics import PilotMetrics
+from pilot.push_context import PushContext
+from pilot.server import classify_change
+
+_ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
+KINDS = ("endpoint", "route")
+# DiscoveryRequest and DeltaDiscoveryRequest fields, as numbered in their protos.
+_VERSION, _NODE, _NAMES, _TYPE_URL, _NONCE = 1, 2, 3, 4, 5
+_DELTA_NODE, _DELTA_TYPE_URL, _DELTA_NONCE = 1, 2, 6
+# Both responses lead with the same fields: (system_)version_info 1, type_url 4, nonce 5.
+_RESOURCES = 2
+
+
+class BenchmarkError(RuntimeError):
+    """A stream did not get exactly what the change called for."""
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    services: int
+    proxies: int
+    rounds: int = 5
+
+
+@dataclass
+class KindCost:
+    """Per change of one kind: the process's CPU and the stand-ins' share of it, seconds."""
+
+    total_s: list[float] = field(default_factory=list)
+    streams_s: list[float] = field(default_factory=list)
+
+    def pilot_us_per_stream(self, streams: int) -> list[float]:
+        return [(t - s) / streams * 1e6 for t, s in zip(self.total_s, self.streams_s, strict=True)]
+
+
+@dataclass
+class Result:
+    streams: int
+    kinds: dict[str, KindCost]
+
+
+class _Details:
+    """What grpc tells a generic handler about a call: its method."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+
+
+class _Handlers:
+    """Takes `XdsServer`'s handlers as a grpc server would."""
+
+    def __init__(self) -> None:
+        self.generic: tuple[Any, ...] = ()
+
+    def add_generic_rpc_handlers(self, handlers: tuple[Any, ...]) -> None:
+        self.generic = handlers
+
+    def method(self, name: str) -> grpc.RpcMethodHandler:
+        for handler in self.generic:
+            found = handler.service(_Details(_ADS + name))
+            if found is not None:
+                return found
+        raise LookupError(name)
+
+
+def _envelope(payload: bytes) -> tuple[str, str, str]:
+    """Version, type URL and nonce of a response pilot wrote: its envelope leads, before the
+    first resource."""
+    found = {_VERSION: "", _TYPE_URL: "", _NONCE: ""}
+    position = 0
+    while position < len(payload) and payload[position] != tag(_RESOURCES):
+        field_tag, position = read_varint(payload, position)
+        length, position = read_varint(payload, position)
+        if field_tag >> 3 in found:
+            found[field_tag >> 3] = payload[position : position + length].decode()
+        position += length
+    return found[_VERSION], found[_TYPE_URL], found[_NONCE]
+
+
+class _Stream:
+    """One simulated sidecar's ADS stream: a grpc.aio servicer context and request iterator
+    in one, answering each response with its ACK at once."""
+
+    def __init__(
+        self, node: bytes, delta: bool, names: dict[str, bytes], deserialize: Callable[..., Any]
+    ) -> None:
+        self.delta = delta
+        self.responses: list[str] = []  # type URLs, since the last `reset`
+        self.cpu_s = 0.0  # spent here, not in pilot
+        self._node = node
+        self._names = names  # type URL -> its names, encoded as the requests carry them
+        self._deserialize = deserialize
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._acked = 0
+        self._want = 0
+        self._done: asyncio.Event | None = None
+
+    def expect(self, acks: int, done: asyncio.Event) -> None:
+        """Set `done` once pilot has taken `acks` more ACKs from this stream."""
+        self.responses.clear()
+        self._acked, self._want, self._done = 0, acks, done
+
+    # grpc.aio.ServicerContext, the parts the xDS server uses
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:15000"
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        raise BenchmarkError(f"pilot ended a stream: {code.name}: {details}")
+
+    async def write(self, payload: bytes) -> None:
+        began = time.process_time()
+        version, type_url, nonce = _envelope(payload)
+        self.responses.append(type_url)
+        if self.delta:
+            ack = string_field(_DELTA_TYPE_URL, type_url) + string_field(_DELTA_NONCE, nonce)
+        else:
+            ack = (
+                string_field(_VERSION, version)
+                + self._names.get(type_url, b"")
+                + string_field(_TYPE_URL, type_url)
+                + string_field(_NONCE, nonce)
+            )
+        self._queue.put_nowait(ack)
+        self.cpu_s += time.process_time() - began
+
+    async def requests(self) -> AsyncIterator[Any]:
+        """The subscriptions, in the order Envoy makes them, then every ACK."""
+        for index, type_url in enumerate(types.PUSH_ORDER[:4]):
+            yield self._deserialize(self._subscription(type_url, first=index == 0))
+        while True:
+            yield self._deserialize(await self._queue.get())
+            # Back here when pilot asks for the next request: it has applied this one.
+            self._acked += 1
+            if self._acked == self._want and self._done is not None:
+                self._done.set()
+
+    def _subscription(self, type_url: str, first: bool) -> bytes:
+        names = self._names.get(type_url, b"")  # field 3 in both: names, names to subscribe
+        if self.delta:
+            node = length_delimited(_DELTA_NODE, self._node) if first else b""
+            return node + string_field(_DELTA_TYPE_URL, type_url) + names
+        node = length_delimited(_NODE, self._node) if first else b""
+        return node + names + string_field(_TYPE_URL, type_url)
+
+
+def _encoded_names(names: list[str]) -> bytes:
+    return b"".join(string_field(_NAMES, name) for name in names)
+
+
+async def _all_acked(streams: list[_Stream], acks: int, within_s: float) -> None:
+    events = []
+    for stream in streams:
+        done = asyncio.Event()
+        stream.expect(acks, done)
+        events.append(done)
+    try:
+        async with asyncio.timeout(within_s):
+            for event in events:
+                await event.wait()
+    except TimeoutError:
+        late = sum(not event.is_set() for event in events)
+        raise BenchmarkError(f"{late} streams had not ACKed within {within_s} s") from None
+
+
+class _Mesh:
+    """The generated mesh in a directory, read and pushed as pilot does on each change."""
+
+    def __init__(self, directory: Path, mesh: config.Mesh) -> None:
+        self.directory = directory
+        self.mesh = mesh
+        config.write_mesh(directory, mesh)
+        self._reader = DirectoryReader()
+        self.input: PilotInput = self._reader.read(directory)
+        self._versions = 1
+        self.context = self._build()
+
+    def _build(self) -> PushContext:
+        return PushContext.build(self.input.registry, str(self._versions), self.input.istio)
+
+    def change(self, write: Callable[[], None]) -> tuple[PushRequest, PushContext]:
+        write()
+        before, self.input = self.input, self._reader.read(self.directory)
+        request = classify_change(before.registry, self.input.registry)
+        if before.istio != self.input.istio:
+            request = PushRequest(full=True, reason="config")
+        self._versions += 1
+        self.context = self._build()
+        return request, self.context
+
+
+async def run_async(options: Options) -> Result:
+    with tempfile.TemporaryDirectory(prefix="pilot-push-cost-") as workdir:
+        mesh = config.Mesh(services=options.services, endpoints=2, proxies=options.proxies)
+        world = _Mesh(Path(workdir), mesh)
+        discovery = DiscoveryService(world.context, PilotMetrics())
+        handlers = _Handlers()
+        XdsServer(discovery.cache, discovery).add_to(handlers)
+        sotw = handlers.method("StreamAggregatedResources")
+        delta = handlers.method("DeltaAggregatedResources")
+        names = {
+            types.ENDPOINT: _encoded_names([mesh.cluster(i) for i in range(mesh.services)]),
+            types.ROUTE: _encoded_names([config.ROUTE_NAME]),
+        }
+        streams, calls = [], []
+        for index, workload in enumerate(mesh.proxy_workloads()):
+            node = base_pb2.Node(id=config.node_id(workload))
+            json_format.ParseDict(config.node_metadata(workload), node.metadata)
+            method = delta if index % 2 else sotw
+            stream = _Stream(
+                node.SerializeToString(), method is delta, names, method.request_deserializer
+            )
+            streams.append(stream)
+            calls.append(asyncio.create_task(method.stream_stream(stream.requests(), stream)))
+        try:
+            async with QuietCollector() as collector:
+                await _all_acked(streams, 4, within_s=600)  # CDS, EDS, LDS, RDS
+                result = Result(len(streams), {kind: KindCost() for kind in KINDS})
+                for round_ in range(options.rounds):
+                    await _push(world, discovery, streams, result, round_, collector)
+                return result
+        finally:
+            for call in calls:
+                call.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
+
+
+async def _push(
+    world: _Mesh,
+    discovery: DiscoveryService,
+    streams: list[_Stream],
+    result: Result,
+    round_: int,
+    collector: QuietCollector,
+) -> None:
+    mesh = world.mesh
+    document, _ = mesh.churn_endpoint(round_, (round_ * 7919) % mesh.services)
+    changes = {
+        "endpoint": (
+            types.ENDPOINT,
+            lambda: config.write_file(world.directory, config.CHURN_ENDPOINT_FILE, [document]),
+        ),
+        "route": (
+            types.ROUTE,
+            lambda: config.write_file(
+                world.directory, config.VIRTUAL_SERVICE_FILE, [mesh.virtual_service(round_ + 1)]
+            ),
+        ),
+    }
+    for kind, (type_url, write) in changes.items():
+        request, context = world.change(write)
+        for stream in streams:
+            stream.cpu_s = 0.0
+        collector.collect()
+        began = time.process_time()
+        acked = asyncio.create_task(_all_acked(streams, 1, within_s=120))
+        await asyncio.sleep(0)  # every stream expects its ACK before the push starts
+        await discovery.push(request, context)
+        await acked
+        cost = result.kinds[kind]
+        cost.total_s.append(time.process_time() - began)
+        cost.streams_s.append(sum(s.cpu_s for s in streams))
+        wrong = [s.responses for s in streams if s.responses != [type_url]]
+        if wrong:
+            raise BenchmarkError(
+                f"{kind} change: {len(wrong)} streams got {wrong[0]} instead of one "
+                f"{types.short_name(type_url)} response"
+            )
+
+
+def run(options: Options) -> Result:
+    return asyncio.run(run_async(options))
+
+
+def report(options: Options, result: Result) -> str:
+    lines = [
+        f"{options.services} services, {result.streams} streams (1 in 2 delta), "
+        f"{options.rounds} rounds; pilot's own CPU per stream for one push, µs "
+        "(the process's CPU less the in-process streams')",
+        "",
+        "| change | median | min | max | streams' own µs per stream |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, cost in result.kinds.items():
+        pilot = cost.pilot_us_per_stream(result.streams)
+        own = statistics.median(cost.streams_s) / result.streams * 1e6
+        lines.append(
+            f"| {kind} | {statistics.median(pilot):.1f} | {min(pilot):.1f} | {max(pilot):.1f} "
+            f"| {own:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--proxies", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    options = Options(args.services, args.proxies, args.rounds)
+    print(report(options, run(options)))
+
+
+if __name__ == "__main__":
+    main()
