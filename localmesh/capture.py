@@ -48,6 +48,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
+import grpc
 from watchfiles import awatch
 
 from agent.capture.iptables import Iptables
@@ -78,6 +79,23 @@ APP_HOST: Final = "127.0.0.1"  # where applications listen: their pod's own loop
 
 class CaptureError(RuntimeError):
     """Capture mode cannot run here (a tool is missing) or its set-up failed."""
+
+
+def code_paths() -> tuple[Path, ...]:
+    """Files the pods' processes must read to start: this project's code (the agent, the demo
+    applications) and the packages it runs on."""
+    return (Path(__file__), Path(grpc.__file__))
+
+
+def _check_readable_by_pods() -> None:
+    for uid, role in ((PROXY_UID, "sidecars"), (APP_UID, "applications")):
+        unreadable = netns.unreadable_for(uid, code_paths())
+        if unreadable:
+            raise CaptureError(
+                f"--capture runs {role} as uid {uid}, which cannot read {unreadable[0]}: run "
+                "from a checkout other users may enter and read (no folder on the way with "
+                "mode 0700, as `mktemp -d` makes)"
+            )
 
 
 @dataclass(frozen=True)
@@ -159,6 +177,7 @@ class CaptureSite:
         missing = netns.missing_tools()
         if missing:
             raise CaptureError(f"--capture needs {', '.join(missing)} (iproute2, iptables)")
+        _check_readable_by_pods()
         netns.remove_orphans(PREFIX)
         record = CaptureRecord(netns.new_tag(PREFIX), os.getpid())
         record.save(run_dir)  # before anything is made: `down` finds whatever gets made

@@ -74,6 +74,18 @@ def missing_tools() -> list[str]:
     return [tool for tool in TOOLS if shutil.which(tool) is None]
 
 
+def unreadable_for(uid: int, paths: Iterable[Path]) -> list[Path]:
+    """Those of `paths` that a process running as `uid` (its own gid, no other groups), as the
+    pods' processes run, cannot read: asked as that uid, so every directory on the way counts
+    (a checkout under a folder only root may enter, say)."""
+    as_uid = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    return [
+        path
+        for path in paths
+        if subprocess.run([*as_uid, "test", "-r", str(path)], check=False).returncode != 0
+    ]
+
+
 def new_tag(prefix: str) -> str:
     """A tag no other live topology has: the prefix, this process's pid and a counter."""
     return f"{prefix}{os.getpid()}x{next(_counter)}"

@@ -45,13 +45,14 @@ from tests.support.netns import (
     PodProcess,
     Topology,
     create_topology,
+    readable_by_pods,
     requires_root,
     rule_packets,
     run_in,
     write_hosts,
 )
 
-pytestmark = [pytest.mark.envoy, requires_root]
+pytestmark = [pytest.mark.envoy, requires_root, readable_by_pods]
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
 PLAIN_HTTP = str(SUPPORT / "plain_http.py")

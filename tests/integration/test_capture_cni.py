@@ -27,10 +27,11 @@ from tests.support.netns import (
     Topology,
     create_topology,
     iptables_save,
+    readable_by_pods,
     requires_root,
 )
 
-pytestmark = requires_root
+pytestmark = [requires_root, readable_by_pods]
 
 CAPTURE = {"exclude_outbound_cidrs": f"{SECOND_HUB_IP}/32", "exclude_outbound_ports": "2222"}
 POD_ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=p"

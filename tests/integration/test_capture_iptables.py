@@ -27,10 +27,11 @@ from tests.support.netns import (
     Topology,
     create_topology,
     iptables_save,
+    readable_by_pods,
     requires_root,
 )
 
-pytestmark = requires_root
+pytestmark = [requires_root, readable_by_pods]
 
 AGENT_IPTABLES = (sys.executable, "-m", "agent", "iptables")
 PROBE = str(Path(__file__).resolve().parents[1] / "support" / "capture_probe.py")

@@ -42,10 +42,10 @@ from localmesh.capture import APP_UID, PROXY_UID, ROOT_LINKS, CaptureRecord
 from localmesh.netns import ETC_NETNS, Netns, namespaces, running
 from localmesh.state import MeshState, process_alive
 from tests.integration.mesh import eventually
-from tests.support.netns import requires_root, rule_packets
+from tests.support.netns import readable_by_pods, requires_root, rule_packets
 from tests.support.shared import BOOKINFO_NETWORKING
 
-pytestmark = [pytest.mark.envoy, requires_root]
+pytestmark = [pytest.mark.envoy, requires_root, readable_by_pods]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bookinfo"
 PLAIN_HTTP = str(Path(__file__).resolve().parents[1] / "support" / "plain_http.py")

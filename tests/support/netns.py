@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from localmesh.capture import code_paths
 from localmesh.netns import (
     BRIDGE,
     Netns,
@@ -35,6 +36,7 @@ from localmesh.netns import (
     new_tag,
     remove_orphans,
     run_in,
+    unreadable_for,
     write_hosts,
 )
 
@@ -50,6 +52,7 @@ __all__ = [
     "Topology",
     "create_topology",
     "iptables_save",
+    "readable_by_pods",
     "requires_root",
     "rule_packets",
     "run_in",
@@ -65,6 +68,12 @@ _PREFIX = "mcap"
 
 requires_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="network namespaces and iptables need root (CI runs as root)"
+)
+# The pods' processes run as APP_UID and PROXY_UID and load this checkout's code: a checkout
+# below a folder only root may enter (`mktemp -d` makes them 0700) cannot host them.
+readable_by_pods = pytest.mark.skipif(
+    os.geteuid() == 0 and any(unreadable_for(uid, code_paths()) for uid in (APP_UID, PROXY_UID)),
+    reason="the pods run as uid 1000 and 1337, which cannot read this checkout",
 )
 
 

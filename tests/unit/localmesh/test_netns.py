@@ -6,11 +6,13 @@ import ipaddress
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
-from localmesh.netns import Netns, NetnsError, free_link, running, tag_of
+from localmesh.netns import Netns, NetnsError, free_link, running, tag_of, unreadable_for
 from localmesh.state import process_alive
 
 LINKS = ipaddress.IPv4Network("198.19.255.0/24")
@@ -55,3 +57,21 @@ def test_a_killed_process_its_parent_has_not_reaped_no_longer_runs() -> None:
     assert not running(child.pid) and process_alive(child.pid)  # a zombie: signals still "work"
     child.wait()
     assert not running(child.pid)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root")
+def test_what_another_uid_cannot_read_is_found_as_that_uid() -> None:
+    # Not below pytest's tmp_path: its base folder is itself 0700.
+    with tempfile.TemporaryDirectory(dir="/tmp") as made:
+        root = Path(made)
+        root.chmod(0o755)
+        shared, private = root / "shared", root / "private"
+        for folder, mode in ((shared, 0o755), (private, 0o700)):
+            folder.mkdir()
+            (folder / "code.py").write_text("")
+            (folder / "code.py").chmod(0o644)
+            folder.chmod(mode)
+        readable, hidden = shared / "code.py", private / "code.py"  # the folder is closed
+
+        assert unreadable_for(1000, [readable, hidden]) == [hidden]
+        assert unreadable_for(0, [readable, hidden]) == []
