@@ -9,9 +9,9 @@ server and called as grpc calls them, with `DiscoveryService` behind them, but e
 context and request iterator are in-process stand-ins for grpc.aio's: every response is
 answered at once with the ACK Envoy sends (state-of-the-world ACKs repeat the names, as
 Envoy's do). Pilot's share is the process's CPU less what the stand-ins spend (timed apart:
-reading each response's envelope, writing its ACK), repeatable to a few percent, so a change to
-pilot's per-stream work can be measured against its base. It is not a latency figure:
-`pilot_load` is.
+reading each response's envelope, writing its ACK). Runs in one sitting agree to a few percent
+(the machine's speed drifts more over hours), so a change to pilot's per-stream work is judged
+against its base run alternately beside it. It is not a latency figure: `pilot_load` is.
 
 Each round makes one change of each kind the way pilot meets it (a file rewritten, the
 directory read again, the change classified, a push context built, the push): an endpoint
@@ -38,13 +38,15 @@ from typing import Any
 
 import grpc
 from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import json_format
 
 from benchmarks import pilot_load_config as config
+from benchmarks.pilot_load_runs import body_start
 from meshcore.quiet_gc import QuietCollector
 from meshcore.xds import types
 from meshcore.xds.server import XdsServer
-from meshcore.xds.wire import length_delimited, read_varint, string_field, tag
+from meshcore.xds.wire import length_delimited, string_field
 from pilot.config_files import DirectoryReader, PilotInput
 from pilot.debounce import PushRequest
 from pilot.discovery import DiscoveryService
@@ -57,8 +59,6 @@ KINDS = ("endpoint", "route")
 # DiscoveryRequest and DeltaDiscoveryRequest fields, as numbered in their protos.
 _VERSION, _NODE, _NAMES, _TYPE_URL, _NONCE = 1, 2, 3, 4, 5
 _DELTA_NODE, _DELTA_TYPE_URL, _DELTA_NONCE = 1, 2, 6
-# Both responses lead with the same fields: (system_)version_info 1, type_url 4, nonce 5.
-_RESOURCES = 2
 
 
 class BenchmarkError(RuntimeError):
@@ -113,18 +113,17 @@ class _Handlers:
         raise LookupError(name)
 
 
-def _envelope(payload: bytes) -> tuple[str, str, str]:
-    """Version, type URL and nonce of a response pilot wrote: its envelope leads, before the
-    first resource."""
-    found = {_VERSION: "", _TYPE_URL: "", _NONCE: ""}
-    position = 0
-    while position < len(payload) and payload[position] != tag(_RESOURCES):
-        field_tag, position = read_varint(payload, position)
-        length, position = read_varint(payload, position)
-        if field_tag >> 3 in found:
-            found[field_tag >> 3] = payload[position : position + length].decode()
-        position += length
-    return found[_VERSION], found[_TYPE_URL], found[_NONCE]
+def _envelope(payload: bytes, delta: bool) -> tuple[str, str, str]:
+    """Version, type URL and nonce of a response: only the fields before its first resource
+    are parsed (pilot writes the envelope first)."""
+    start = body_start(payload)
+    if start is None:
+        raise BenchmarkError("a response's envelope has fields the reader does not walk")
+    if delta:
+        changes = discovery_pb2.DeltaDiscoveryResponse.FromString(payload[:start])
+        return changes.system_version_info, changes.type_url, changes.nonce
+    response = discovery_pb2.DiscoveryResponse.FromString(payload[:start])
+    return response.version_info, response.type_url, response.nonce
 
 
 class _Stream:
@@ -162,7 +161,7 @@ class _Stream:
 
     async def write(self, payload: bytes) -> None:
         began = time.process_time()
-        version, type_url, nonce = _envelope(payload)
+        version, type_url, nonce = _envelope(payload, self.delta)
         self.responses.append(type_url)
         if self.delta:
             ack = string_field(_DELTA_TYPE_URL, type_url) + string_field(_DELTA_NONCE, nonce)

@@ -32,4 +32,5 @@ def test_the_envelope_is_read_up_to_the_first_resource() -> None:
         + string_field(5, "3-9")
         + length_delimited(2, string_field(5, "not the nonce"))
     )
-    assert pilot_push_cost._envelope(payload) == ("v7", "type.googleapis.com/x", "3-9")
+    assert pilot_push_cost._envelope(payload, delta=False) == ("v7", "type.googleapis.com/x", "3-9")
+    assert pilot_push_cost._envelope(payload, delta=True) == ("v7", "type.googleapis.com/x", "3-9")
