@@ -10,7 +10,7 @@ context and request iterator are in-process stand-ins for grpc.aio's: every resp
 answered at once with the ACK Envoy sends (state-of-the-world ACKs repeat the names, as
 Envoy's do). Pilot's share is the process's CPU less what the stand-ins spend (timed apart:
 reading each response's envelope, writing its ACK). Runs in one sitting agree to a few percent
-(the machine's speed drifts more over hours), so a change to pilot's per-stream work is judged
+(the machine's speed drifts more within a day), so a change to pilot's per-stream work is judged
 against its base run alternately beside it. It is not a latency figure: `pilot_load` is.
 
 Each round makes one change of each kind the way pilot meets it (a file rewritten, the
