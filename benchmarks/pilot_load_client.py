@@ -20,12 +20,15 @@ are decoded once per distinct content (`Library`), a response's leading resource
 in another's are recognised by comparing bytes instead of parsed (`pilot_load_runs`), holdings
 are shared between streams that hold equal content, and requests repeat pre-encoded name lists,
 so a stream's work per response is a comparison, a small parse, a few lookups and a write.
+Each stream is one connection speaking HTTP/2 itself (`h2_stream`): grpc.aio's client path
+cost more than all of that together.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -37,7 +40,6 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-import grpc
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
@@ -49,6 +51,14 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
+from benchmarks.h2_stream import (
+    DEFAULT_WINDOW,
+    MAX_WINDOW,
+    CallEnded,
+    GrpcCall,
+    open_call,
+    request_headers,
+)
 from benchmarks.pilot_load_config import Mesh, Workload, node_id, node_metadata
 from benchmarks.pilot_load_runs import RunIndex, body_start
 from meshcore.xds import types
@@ -64,19 +74,9 @@ _MESSAGES: dict[str, Any] = {
     types.LISTENER: listener_pb2.Listener,
     types.ROUTE: route_pb2.RouteConfiguration,
 }
-CHANNEL_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.max_receive_message_length", 256 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-    # One connection per simulated sidecar, as each Envoy has its own: without this, grpc
-    # shares one connection between every channel to the same target.
-    ("grpc.use_local_subchannel_pool", 1),
-]
-# A stalled stream takes little before flow control holds pilot's writes: no window growth.
-STALLED_OPTIONS: list[tuple[str, Any]] = [
-    *CHANNEL_OPTIONS,
-    ("grpc.http2.bdp_probe", 0),
-    ("grpc.http2.lookahead_bytes", 16 * 1024),
-]
+# A stalled stream lets pilot write little ahead of what it read: HTTP/2's default window.
+STALLED_WINDOW = DEFAULT_WINDOW
+_header_block = functools.cache(request_headers)  # per (method, target): one per process
 STOP = "stop"
 REDUNDANT_EXAMPLES = 10
 PRUNE_BYTES = 64 * 1024 * 1024  # decoded resources taken in before unheld ones are dropped
@@ -426,40 +426,47 @@ class ProxyStream:
         self._state = {
             t: _TypeState() for t in (types.CLUSTER, types.ENDPOINT, types.LISTENER, types.ROUTE)
         }
-        self._call: Any = None
+        self._call: GrpcCall | None = None
         self._warming = False  # the next EDS response may repeat content (after CDS)
         self.expectation: Expectation | None = None
         self.complete_at: float | None = None
-        self.stall = asyncio.Event()
         self.status = ""  # how the stream ended, if it did
 
     # Lifecycle
 
     async def run(self, target: str) -> None:
-        options = STALLED_OPTIONS if self.stalls else CHANNEL_OPTIONS
-        async with grpc.aio.insecure_channel(target, options=options) as channel:
-            method = DELTA_METHOD if self.delta else SOTW_METHOD
-            self._call = channel.stream_stream(method)()
-            try:
-                await self._request(types.CLUSTER, first=True)
-                while not self.stall.is_set():
-                    payload = await self._call.read()
-                    if payload is grpc.aio.EOF:
-                        self.status = "ended by pilot without a status"
-                        return
-                    await self._handle(payload)
-                # Stalled: read nothing more (grpc holds what arrives until flow control stops
-                # pilot's writes), until the load generator stops.
-                await asyncio.Event().wait()
-            except grpc.aio.AioRpcError as error:
-                self.status = f"{error.code().name}: {error.details()}"
-                raise
-            finally:
-                self._call.cancel()
+        """Connect and converse until the call ends; raises `CallEnded` unless it ends OK."""
+        host, port = target.rsplit(":", 1)
+        method = DELTA_METHOD if self.delta else SOTW_METHOD
+        self._call = await open_call(
+            host,
+            int(port),
+            _header_block(method, target),
+            self._handle,
+            window=STALLED_WINDOW if self.stalls else MAX_WINDOW,
+        )
+        try:
+            self._request(types.CLUSTER, first=True)
+            await self._call.ended
+            self.status = "ended by pilot with status OK"
+        except CallEnded as error:
+            self.status = str(error)
+            raise
+        finally:
+            self._call.close()
+
+    def _send(self, request: bytes) -> None:
+        assert self._call is not None, "requests are sent once the call is open"
+        self._call.send(request)
+
+    def stall(self) -> None:
+        """Read nothing more from now on, until the load generator stops."""
+        if self._call is not None:
+            self._call.pause()
 
     # Responses
 
-    async def _handle(self, payload: bytes) -> None:
+    def _handle(self, payload: bytes) -> None:
         client = self.client
         library = client.library
         response, infos = library.response(payload, self.delta)
@@ -489,8 +496,8 @@ class ProxyStream:
         state.holding, state.version, state.nonce = holding, version, response.nonce
         state.responded = True
         self._warming = type_url == types.CLUSTER
-        await self._ack(type_url)
-        await self._follow(type_url)
+        self._ack(type_url)
+        self._follow(type_url)
         self._progress()
 
     def _judge(
@@ -508,7 +515,7 @@ class ProxyStream:
             return
         self.client.redundant(self.node_id, type_url, "it changes nothing held")
 
-    async def _ack(self, type_url: str) -> None:
+    def _ack(self, type_url: str) -> None:
         state = self._state[type_url]
         if self.delta:
             request = discovery_pb2.DeltaDiscoveryRequest(
@@ -516,7 +523,7 @@ class ProxyStream:
             ).SerializeToString()
         else:
             request = self._sotw(type_url, state)
-        await self._call.write(request)
+        self._send(request)
 
     def _sotw(self, type_url: str, state: _TypeState, *, first: bool = False) -> bytes:
         """A state-of-the-world request: version and nonce of the last response, and (for
@@ -530,7 +537,7 @@ class ProxyStream:
         ).SerializeToString()
         return head + self.client.library.sotw_names(state.names) + tail
 
-    async def _request(self, type_url: str, *, first: bool = False) -> None:
+    def _request(self, type_url: str, *, first: bool = False) -> None:
         """The first request for a type (clusters and listeners: a wildcard)."""
         state = self._state[type_url]
         state.requested = True
@@ -542,24 +549,24 @@ class ProxyStream:
             ).SerializeToString()
         else:
             request = self._sotw(type_url, state, first=first)
-        await self._call.write(request)
+        self._send(request)
 
-    async def _follow(self, type_url: str) -> None:
+    def _follow(self, type_url: str) -> None:
         """Subscribe EDS to the clusters' EDS names and RDS to the listeners' route names;
         start listeners once the first clusters have their endpoints (as Envoy initialises)."""
         if type_url == types.CLUSTER:
-            await self._resubscribe(types.ENDPOINT, self._state[types.CLUSTER].holding.follows)
+            self._resubscribe(types.ENDPOINT, self._state[types.CLUSTER].holding.follows)
         elif type_url == types.LISTENER:
-            await self._resubscribe(types.ROUTE, self._state[types.LISTENER].holding.follows)
+            self._resubscribe(types.ROUTE, self._state[types.LISTENER].holding.follows)
         listeners = self._state[types.LISTENER]
         if not listeners.requested and self._endpoints_ready():
-            await self._request(types.LISTENER)
+            self._request(types.LISTENER)
 
     def _endpoints_ready(self) -> bool:
         endpoints = self._state[types.ENDPOINT]
         return self._state[types.CLUSTER].responded and (endpoints.responded or not endpoints.names)
 
-    async def _resubscribe(self, type_url: str, names: tuple[str, ...]) -> None:
+    def _resubscribe(self, type_url: str, names: tuple[str, ...]) -> None:
         state = self._state[type_url]
         if state.requested and names == state.names:
             return
@@ -569,7 +576,7 @@ class ProxyStream:
         state.announced.intersection_update(names)
         if not state.requested:
             if names:
-                await self._request(type_url)
+                self._request(type_url)
             return
         if self.delta:
             request = discovery_pb2.DeltaDiscoveryRequest(
@@ -579,7 +586,7 @@ class ProxyStream:
             ).SerializeToString()
         else:
             request = self._sotw(type_url, state)
-        await self._call.write(request)
+        self._send(request)
 
     # Progress
 
@@ -710,8 +717,10 @@ class LoadClient:
     async def _run(self, stream: ProxyStream) -> None:
         try:
             await stream.run(self.target)
-        except grpc.aio.AioRpcError as error:
-            self.error(f"{stream.node_id}: stream failed: {error.code().name}: {error.details()}")
+        except CallEnded as error:
+            cause = error.__cause__
+            detail = "".join(traceback.format_exception(cause)) if cause else str(error)
+            self.error(f"{stream.node_id}: stream failed: {detail}")
         except Exception:
             self.error(f"{stream.node_id}: {traceback.format_exc()}")
 
@@ -741,7 +750,7 @@ class LoadClient:
 
     def stall(self) -> None:
         if self.stalled is not None:
-            self.stalled.stall.set()
+            self.stalled.stall()
 
     def report(self) -> Report:
         traffic: dict[tuple[int, str], Traffic] = {}

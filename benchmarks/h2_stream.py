@@ -1,0 +1,356 @@
+"""One gRPC bidirectional call over a bare HTTP/2 connection, for the pilot load generator.
+
+Why: the load generator shares this machine's two cores with the pilot it measures, and with
+grpc.aio its client path (a future, a poller-thread hop and a task wake-up for every message
+read or written) was about 60% of its CPU, so the client, not pilot, set part of every
+convergence time. An Envoy sidecar holds one connection to pilot with one ADS call on it; that
+shape needs little of HTTP/2: a prior-knowledge cleartext connection (h2c), one client stream,
+flow control, settings and pings answered. Framing is done here and each whole message is
+handed to a callback from `data_received`, and each request is written with one `write`.
+
+Not a general HTTP/2 or gRPC client: one call per connection, no compression, no TLS. Header
+blocks (two per call from the server) go through `hpack`, which keeps the dynamic table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from urllib.parse import unquote
+
+import hpack
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+STREAM_ID = 1  # the only stream a connection carries
+MAX_WINDOW = 2**31 - 1
+DEFAULT_WINDOW = 65_535
+DEFAULT_FRAME = 16_384
+LARGEST_FRAME = 2**24 - 1
+
+DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
+    0x0,
+    0x1,
+    0x3,
+    0x4,
+    0x6,
+    0x7,
+    0x8,
+    0x9,
+)
+END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY = 0x1, 0x1, 0x4, 0x8, 0x20
+SETTING_ENABLE_PUSH, SETTING_INITIAL_WINDOW, SETTING_MAX_FRAME = 0x2, 0x4, 0x5
+
+_GRPC_CODES = {
+    0: "OK",
+    1: "CANCELLED",
+    2: "UNKNOWN",
+    3: "INVALID_ARGUMENT",
+    4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND",
+    6: "ALREADY_EXISTS",
+    7: "PERMISSION_DENIED",
+    8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION",
+    10: "ABORTED",
+    11: "OUT_OF_RANGE",
+    12: "UNIMPLEMENTED",
+    13: "INTERNAL",
+    14: "UNAVAILABLE",
+    15: "DATA_LOSS",
+    16: "UNAUTHENTICATED",
+}
+
+
+class CallEnded(Exception):
+    """The call ended other than with status OK; the message says how."""
+
+
+def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    return (
+        len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream.to_bytes(4, "big") + payload
+    )
+
+
+def request_headers(method: str, authority: str) -> bytes:
+    """The header block opening a call: the same bytes for every new connection, since each
+    starts with an empty HPACK table."""
+    return hpack.Encoder().encode(
+        [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", method),
+            (":authority", authority),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ]
+    )
+
+
+class GrpcCall(asyncio.Protocol):
+    """The client side of one call. `on_message` receives each response message (bytes) as it
+    completes; an exception it raises ends the call with that error. `window` is what the
+    server may send ahead of what has been read: a stuck reader (`pause`) holds up no more."""
+
+    def __init__(
+        self,
+        header_block: bytes,
+        on_message: Callable[[bytes], None],
+        *,
+        window: int = MAX_WINDOW,
+    ) -> None:
+        self._header_block = header_block
+        self._on_message = on_message
+        self._window = window
+        self._unacknowledged = 0  # bytes read since the last WINDOW_UPDATE we sent
+        self._transport: asyncio.Transport | None = None
+        self._in = bytearray()
+        self._message = bytearray()  # a message split across DATA frames, so far
+        self._headers = bytearray()  # a header block continued in CONTINUATION frames
+        self._headers_end = False  # whether that block's HEADERS frame ended the stream
+        self._decoder = hpack.Decoder()
+        self._trailers: dict[str, str] = {}
+        # Sending: the server's windows and largest frame, and what waits for window.
+        self._send_window = DEFAULT_WINDOW  # the connection's
+        self._stream_window = DEFAULT_WINDOW
+        self._peer_initial_window = DEFAULT_WINDOW
+        self._peer_frame = DEFAULT_FRAME
+        self._pending = bytearray()
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        settings = frame(
+            SETTINGS,
+            0,
+            0,
+            _setting(SETTING_ENABLE_PUSH, 0)
+            + _setting(SETTING_INITIAL_WINDOW, self._window)
+            + _setting(SETTING_MAX_FRAME, LARGEST_FRAME),
+        )
+        opening = PREFACE + settings
+        if self._window > DEFAULT_WINDOW:
+            opening += _window_update(0, self._window - DEFAULT_WINDOW)
+        opening += frame(HEADERS, END_HEADERS, STREAM_ID, self._header_block)
+        transport.write(opening)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._in
+        buffer += data
+        end = len(buffer)
+        position = 0
+        try:
+            with memoryview(buffer) as view:
+                while end - position >= 9:
+                    length = int.from_bytes(view[position : position + 3], "big")
+                    start = position + 9
+                    if start + length > end:
+                        break
+                    kind, flags = buffer[position + 3], buffer[position + 4]
+                    position = start + length
+                    if kind == DATA:
+                        self._data(view, start, position, flags)
+                    else:
+                        stream = int.from_bytes(view[start - 4 : start], "big") & 0x7FFF_FFFF
+                        self._control(kind, flags, stream, bytes(view[start:position]))
+                    if self.ended.done():
+                        return
+        except Exception as error:  # a broken frame, or the callback failed
+            self._end(f"{type(error).__name__}: {error}", error)
+            return
+        finally:
+            if not self.ended.done():
+                del buffer[:position]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(f"connection lost: {exc or 'closed by pilot'}")
+
+    # Use
+
+    def send(self, message: bytes) -> None:
+        """Write one request message, or queue it while the server's window is closed."""
+        framed = b"\x00" + len(message).to_bytes(4, "big") + message
+        size = len(framed)
+        if (
+            not self._pending
+            and size <= self._send_window
+            and size <= self._stream_window
+            and size <= self._peer_frame
+            and self._transport is not None
+        ):
+            self._send_window -= size
+            self._stream_window -= size
+            self._transport.write(frame(DATA, 0, STREAM_ID, framed))
+            return
+        self._pending += framed
+        self._flush()
+
+    def pause(self) -> None:
+        """Read nothing more, as a proxy that is stuck: the server's writes stop once the
+        window and the sockets' buffers are full."""
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        self._end("closed by the client")
+
+    # Frames
+
+    def _data(self, view: memoryview, start: int, stop: int, flags: int) -> None:
+        self._received(stop - start)
+        if flags & PADDED:
+            stop -= view[start]
+            start += 1
+        message = self._message
+        if message:
+            message += view[start:stop]
+            self._deliver_buffered()
+        else:
+            # Whole messages straight from the frame: one copy each.
+            while stop - start >= 5:
+                size = int.from_bytes(view[start + 1 : start + 5], "big")
+                if start + 5 + size > stop:
+                    break
+                self._on_message(bytes(view[start + 5 : start + 5 + size]))
+                start += 5 + size
+            message += view[start:stop]
+        if flags & END_STREAM:
+            self._stream_ended()
+
+    def _deliver_buffered(self) -> None:
+        message = self._message
+        taken = 0
+        while len(message) - taken >= 5:
+            size = int.from_bytes(message[taken + 1 : taken + 5], "big")
+            if taken + 5 + size > len(message):
+                break
+            self._on_message(bytes(message[taken + 5 : taken + 5 + size]))
+            taken += 5 + size
+        del message[:taken]
+
+    def _received(self, size: int) -> None:
+        self._unacknowledged += size
+        if self._unacknowledged >= self._window // 2 and self._transport is not None:
+            grant = self._unacknowledged
+            self._unacknowledged = 0
+            self._transport.write(_window_update(0, grant) + _window_update(STREAM_ID, grant))
+
+    def _control(self, kind: int, flags: int, stream: int, payload: bytes) -> None:
+        if kind == HEADERS:
+            if flags & PADDED:
+                payload = payload[1 : len(payload) - payload[0]]
+            if flags & PRIORITY:
+                payload = payload[5:]
+            self._headers += payload
+            self._headers_end = bool(flags & END_STREAM)
+            if flags & END_HEADERS:
+                self._header_block_done()
+        elif kind == CONTINUATION:
+            self._headers += payload
+            if flags & END_HEADERS:
+                self._header_block_done()
+        elif kind == SETTINGS:
+            if not flags & ACK:
+                self._settings(payload)
+        elif kind == PING:
+            if not flags & ACK:
+                self._write(frame(PING, ACK, 0, payload))
+        elif kind == WINDOW_UPDATE:
+            grant = int.from_bytes(payload, "big") & 0x7FFF_FFFF
+            if stream == 0:
+                self._send_window += grant
+            else:
+                self._stream_window += grant
+            self._flush()
+        elif kind == RST_STREAM:
+            self._end(f"stream reset by pilot (HTTP/2 error {int.from_bytes(payload, 'big')})")
+        elif kind == GOAWAY:
+            code = int.from_bytes(payload[4:8], "big")
+            if code:
+                detail = payload[8:].decode(errors="replace")
+                self._end(f"connection ended by pilot (HTTP/2 error {code}) {detail}".strip())
+        # PRIORITY and unknown frames are ignored, as HTTP/2 asks.
+
+    def _settings(self, payload: bytes) -> None:
+        for offset in range(0, len(payload) - 5, 6):
+            key = int.from_bytes(payload[offset : offset + 2], "big")
+            value = int.from_bytes(payload[offset + 2 : offset + 6], "big")
+            if key == SETTING_INITIAL_WINDOW:
+                self._stream_window += value - self._peer_initial_window
+                self._peer_initial_window = value
+            elif key == SETTING_MAX_FRAME:
+                self._peer_frame = value
+        self._write(frame(SETTINGS, ACK, 0))
+        self._flush()
+
+    def _header_block_done(self) -> None:
+        fields = self._decoder.decode(bytes(self._headers))
+        self._headers.clear()
+        self._trailers.update((str(name), str(value)) for name, value in fields)
+        if self._headers_end:
+            self._stream_ended()
+
+    def _stream_ended(self) -> None:
+        status = self._trailers.get("grpc-status")
+        if status == "0":
+            self._end(None)
+            return
+        code = _GRPC_CODES.get(int(status), status) if status and status.isdigit() else status
+        message = unquote(self._trailers.get("grpc-message", ""))
+        self._end(f"{code}: {message}" if code else "ended by pilot without a status")
+
+    # Sending
+
+    def _flush(self) -> None:
+        pending = self._pending
+        while pending and self._transport is not None:
+            size = min(len(pending), self._send_window, self._stream_window, self._peer_frame)
+            if size <= 0:
+                return
+            self._send_window -= size
+            self._stream_window -= size
+            self._transport.write(frame(DATA, 0, STREAM_ID, bytes(pending[:size])))
+            del pending[:size]
+
+    def _write(self, data: bytes) -> None:
+        if self._transport is not None:
+            self._transport.write(data)
+
+    def _end(self, failure: str | None, cause: BaseException | None = None) -> None:
+        if self.ended.done():
+            return
+        if failure is None:
+            self.ended.set_result(None)
+        else:
+            error = CallEnded(failure)
+            error.__cause__ = cause
+            self.ended.set_exception(error)
+        if self._transport is not None:
+            self._transport.close()
+
+
+def _setting(key: int, value: int) -> bytes:
+    return key.to_bytes(2, "big") + value.to_bytes(4, "big")
+
+
+def _window_update(stream: int, grant: int) -> bytes:
+    return frame(WINDOW_UPDATE, 0, stream, grant.to_bytes(4, "big"))
+
+
+async def open_call(
+    host: str,
+    port: int,
+    header_block: bytes,
+    on_message: Callable[[bytes], None],
+    *,
+    window: int = MAX_WINDOW,
+) -> GrpcCall:
+    """Connect and open the call (`request_headers`); requests may be sent at once."""
+    _, call = await asyncio.get_running_loop().create_connection(
+        lambda: GrpcCall(header_block, on_message, window=window), host, port
+    )
+    return call
