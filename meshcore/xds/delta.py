@@ -17,7 +17,8 @@ reconnects, and wildcard changes.
 
 A thousand delta streams subscribe to the same thousand EDS names when they connect. The
 transport finds a request's subscribed names in the bytes it arrived as
-(`subscribed_names`), and streams sending the same ones share one set of strings.
+(`subscribed_names`), and streams sending the same ones share one set of strings; they go on
+sharing it, and the sets they edit alike (`SetEdits`), for as long as they stay subscribed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from meshcore.xds.protocol import (
     ClientReply,
     NameSets,
     Outgoing,
+    SetEdits,
     StreamProtocol,
     push_order,
 )
@@ -45,6 +47,8 @@ from meshcore.xds.wire import field_end, string_field, tag
 # DeltaDiscoveryRequest's fields, as numbered in its proto.
 _NODE, _TYPE_URL, _SUBSCRIBE, _NONCE = 1, 2, 3, 6
 _SUBSCRIPTIONS = NameSets()
+_EDITS = SetEdits()
+_NONE: frozenset[str] = frozenset()
 
 
 def subscribed_names(payload: bytes, request: Any) -> Collection[str]:
@@ -70,7 +74,7 @@ def subscribed_names(payload: bytes, request: Any) -> Collection[str]:
 
 @dataclass(slots=True)
 class _DeltaSubscription:
-    names: set[str] = field(default_factory=set)
+    names: frozenset[str] = _NONE  # shared between streams: replaced, never changed
     wildcard: bool = False
     # What the client holds, name -> version, while there is no `basis` to say it.
     client_versions: dict[str, str] = field(default_factory=dict)
@@ -121,8 +125,9 @@ class DeltaProtocol(StreamProtocol):
         unsubscribe = list(request.resource_names_unsubscribe)
         sub = self._subs.get(type_url)
         if sub is None:
-            names = set(subscribe)
-            names.discard(WILDCARD)
+            names = subscribe if isinstance(subscribe, frozenset) else frozenset(subscribe)
+            if WILDCARD in names:
+                names = names - {WILDCARD}
             self._subs[type_url] = _DeltaSubscription(
                 names=names,
                 wildcard=not subscribe or WILDCARD in subscribe,
@@ -257,32 +262,40 @@ class DeltaProtocol(StreamProtocol):
 
     @staticmethod
     def _subscribe(sub: _DeltaSubscription, names: Iterable[str]) -> None:
+        added: set[str] = set()
         for name in names:
             if name == WILDCARD:
                 if not sub.wildcard:
                     sub.hold_basis()  # everything not yet held is now wanted: compare all
                     sub.wildcard = True
                     sub.dirty = True
-            elif name not in sub.names:
-                sub.names.add(name)
+            elif name not in sub.names and name not in added:
+                added.add(name)
                 sub.unknown_to_announce.add(name)
                 if not sub.wildcard:
                     # A fresh subscription wants the resource even if we believe it has it.
                     sub.client_versions.pop(name, None)
                 sub.dirty = True
+        if added:
+            sub.names = _EDITS.apply(sub.names, frozenset(added), _NONE)
 
     @staticmethod
     def _unsubscribe(sub: _DeltaSubscription, names: list[str]) -> None:
+        removed: set[str] = set()
         for name in names:
             if name == WILDCARD:
                 if sub.wildcard:
                     sub.wildcard = False
                     sub.dirty = True
-                    for held in [n for n in sub.client_versions if n not in sub.names]:
+                    for held in [
+                        n for n in sub.client_versions if n not in sub.names or n in removed
+                    ]:
                         del sub.client_versions[held]
             elif name in sub.names or name in sub.client_versions:
-                sub.names.discard(name)
+                removed.add(name)
                 sub.unknown_to_announce.discard(name)
                 if not sub.wildcard:
                     sub.client_versions.pop(name, None)
                 sub.dirty = True
+        if removed:
+            sub.names = _EDITS.apply(sub.names, _NONE, frozenset(removed))

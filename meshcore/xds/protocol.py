@@ -89,6 +89,30 @@ class NameSets:
         return found
 
 
+class SetEdits:
+    """Name sets edited by many streams alike, the result shared by every stream making the
+    same edit to the same set: when a service is added, a thousand delta streams each
+    subscribe to its EDS name, and each would otherwise hold a copy of a thousand names (to
+    keep in memory, and for the garbage collector to walk). A full cache starts again."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self._limit = limit
+        self._edits: dict[tuple[frozenset[str], frozenset[str], frozenset[str]], frozenset[str]]
+        self._edits = {}
+
+    def apply(
+        self, names: frozenset[str], added: frozenset[str], removed: frozenset[str]
+    ) -> frozenset[str]:
+        """`names` with `added` and without `removed` (applied in that order)."""
+        key = (names, added, removed)
+        found = self._edits.get(key)
+        if found is None:
+            if len(self._edits) >= self._limit:
+                self._edits.clear()
+            found = self._edits[key] = (names | added) - removed
+        return found
+
+
 def push_order(subscribed: Iterable[str]) -> list[str]:
     """Subscribed types in make-before-break order, unknown extras last in name order."""
     present = set(subscribed)

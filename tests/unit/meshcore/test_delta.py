@@ -204,3 +204,36 @@ def test_names_from_the_wire_drive_the_same_answers(proto: DeltaProtocol) -> Non
     proto.on_request(parsed, subscribed_names(payload, parsed))
     [out] = proto.responses(snapshot(eds=["a", "b"]))
     assert decode(out) == (["a"], ["c"])
+
+
+def test_streams_editing_their_names_alike_go_on_sharing_one_set(info: StreamInfo) -> None:
+    """A service added (and later removed) makes every delta stream subscribe to its EDS name
+    (and unsubscribe): the streams keep one set between them instead of a copy each."""
+    streams = [DeltaProtocol(info, SERVED) for _ in range(3)]
+    for proto in streams:
+        payload, parsed = _as_sent(request(types.ENDPOINT, _EDS_NAMES))
+        proto.on_request(parsed, subscribed_names(payload, parsed))
+    held = {id(proto._subs[types.ENDPOINT].names) for proto in streams}
+    assert len(held) == 1
+    for proto in streams:
+        proto.on_request(request(types.ENDPOINT, ["added"]))
+    grown = {id(proto._subs[types.ENDPOINT].names) for proto in streams}
+    assert len(grown) == 1 and grown != held
+    assert streams[0]._subs[types.ENDPOINT].names == {*_EDS_NAMES, "added"}
+    for proto in streams[:2]:
+        proto.on_request(request(types.ENDPOINT, unsubscribe=["added", _EDS_NAMES[0]]))
+    assert streams[0]._subs[types.ENDPOINT].names is streams[1]._subs[types.ENDPOINT].names
+    assert streams[0]._subs[types.ENDPOINT].names == set(_EDS_NAMES[1:])
+    assert streams[2]._subs[types.ENDPOINT].names == {*_EDS_NAMES, "added"}
+
+
+def test_unsubscribing_a_name_then_the_wildcard_forgets_that_the_client_held_it(
+    proto: DeltaProtocol,
+) -> None:
+    """A reconnecting client that held a and b, subscribed to everything and to a by name,
+    drops a, then the wildcard, in one request: it holds nothing wanted, so nothing is
+    announced removed."""
+    proto.on_request(request(types.CLUSTER, ["*", "a"], initial={"a": "1", "b": "1"}))
+    proto.on_request(request(types.CLUSTER, unsubscribe=["a", "*"]))
+    [out] = proto.responses(snapshot(cds=["a", "b"]))
+    assert decode(out) == ([], [])
