@@ -17,9 +17,9 @@ Each round makes one change of each kind the way pilot meets it (a file rewritte
 directory read again, the change classified, a push context built, the push): an endpoint
 added to a service (the previous round's removed), and the VirtualService edited. Every stream
 must get exactly one response per change, and ACK it; anything else ends the run with an error.
-The garbage collector is set as `python -m pilot` sets it (`QuietCollector`), with a full
-collection before each change, where pilot has its quiet moments: otherwise one change in
-three pays for a full collection of the whole heap and the figures say nothing.
+The garbage collector is set as `python -m pilot` sets it (`QuietCollector`), with its quiet
+moment's collection before each change, where pilot has its quiet moments: otherwise a change
+now and then pays for a collection of all the objects made since the last one.
 
 Run: `python -m benchmarks.pilot_push_cost --services 1000 --proxies 2000 [--rounds 5]`.
 """
@@ -302,7 +302,7 @@ async def _push(
         request, context = world.change(write)
         for stream in streams:
             stream.cpu_s = 0.0
-        collector.collect()
+        collector.settle()
         began = time.process_time()
         acked = asyncio.create_task(_all_acked(streams, 1, within_s=120))
         await asyncio.sleep(0)  # every stream expects its ACK before the push starts
