@@ -11,6 +11,7 @@ so that proxies with equal views share one generated result.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ def frozen_map(values: Mapping[str, _V]) -> Mapping[str, _V]:
     return MappingProxyType(dict(values))
 
 
+@functools.lru_cache(maxsize=1 << 16)  # every endpoint's address, at every push context
 def is_ip(value: str) -> bool:
     try:
         ipaddress.ip_address(value)
@@ -200,7 +202,9 @@ class Endpoint:
         object.__setattr__(self, "labels", frozen_map(self.labels))
 
     @classmethod
-    def of(cls, workload: WorkloadInstance, port: ServicePort) -> Endpoint:
+    def of(
+        cls, workload: WorkloadInstance, port: ServicePort, *, istio_mtls: bool = False
+    ) -> Endpoint:
         return cls(
             address=workload.address,
             port=workload.endpoint_port(port),
@@ -209,6 +213,7 @@ class Endpoint:
             network=workload.network,
             service_account=workload.service_account,
             labels=workload.labels,
+            istio_mtls=istio_mtls,
         )
 
     def has_labels(self, selector: Mapping[str, str]) -> bool:

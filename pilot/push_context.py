@@ -224,13 +224,13 @@ def _mtls_marked(
 ) -> Endpoint:
     """The workload's endpoint for `port`, marked as accepting Istio mutual TLS if its TLS
     mode is `istio` and its PeerAuthentication does not disable mTLS on the port."""
-    endpoint = Endpoint.of(workload, port)
-    if workload.tls_mode != ISTIO_TLS_MODE:
-        return endpoint
-    mtls = config.security.peer_mtls(service.namespace, endpoint.labels)
-    if mtls.for_port(endpoint.port) is MtlsMode.DISABLE:
-        return endpoint
-    return replace(endpoint, istio_mtls=True)
+    accepts = workload.tls_mode == ISTIO_TLS_MODE and (
+        config.security.peer_mtls(service.namespace, workload.labels).for_port(
+            workload.endpoint_port(port)
+        )
+        is not MtlsMode.DISABLE
+    )
+    return Endpoint.of(workload, port, istio_mtls=accepts)
 
 
 def _backing_workloads(
