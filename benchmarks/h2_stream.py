@@ -115,6 +115,7 @@ class GrpcCall(asyncio.Protocol):
         self._peer_initial_window = DEFAULT_WINDOW
         self._peer_frame = DEFAULT_FRAME
         self._pending = bytearray()
+        self.pings = 0  # PINGs answered: grpc's bandwidth probes and keepalives
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     # asyncio.Protocol
@@ -258,6 +259,7 @@ class GrpcCall(asyncio.Protocol):
                 self._settings(payload)
         elif kind == PING:
             if not flags & ACK:
+                self.pings += 1
                 self._write(frame(PING, ACK, 0, payload))
         elif kind == WINDOW_UPDATE:
             grant = int.from_bytes(payload, "big") & 0x7FFF_FFFF

@@ -9,8 +9,13 @@ noticed. A call grpc has accepted but the application has not yet picked up is c
 `grpc.server_max_unrequested_time_in_server` (30 s by default), which the client sees as a bare
 CANCELLED and the application never hears of: at 5000 services and 2000 proxies connecting at
 once pilot's event loop needs longer than that to take every stream, so the wait is raised.
-SO_REUSEPORT stays off unless asked for (`reuse_port`): with it on, a second server
-would silently share a port that is already taken instead of failing to bind.
+Bandwidth-delay probing is off: with it, grpc pings a connection after data arrives on it, to
+size a receive window for bulk uploads. The mesh's servers receive small requests (an xDS ACK
+is tens of KB), and with thousands of proxies ACKing every push the pings and their answers
+cost pilot about a seventh of its CPU for a push (BENCHMARKS.md); what a proxy may send
+before a window update stays HTTP/2's 64 KB. SO_REUSEPORT stays off unless asked for
+(`reuse_port`): with it on, a second server would silently share a port that is already taken
+instead of failing to bind.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ def create_server(
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.so_reuseport", int(reuse_port)),
+        ("grpc.http2.bdp_probe", 0),
     ]
     return grpc.aio.server(options=options)
 
