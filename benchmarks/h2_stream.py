@@ -103,8 +103,14 @@ class GrpcCall(asyncio.Protocol):
         self._window = window
         self._unacknowledged = 0  # bytes read since the last WINDOW_UPDATE we sent
         self._transport: asyncio.Transport | None = None
+        # Receiving. A DATA frame's payload is taken as it arrives, straight from what the
+        # socket read; only a frame header or a control frame split across reads is kept.
         self._in = bytearray()
-        self._message = bytearray()  # a message split across DATA frames, so far
+        self._data_left = 0  # payload bytes of the current DATA frame still to come
+        self._data_flags = 0
+        self._prefix = bytearray()  # a message's 5-byte prefix split across reads, so far
+        self._body: bytearray | None = None  # the message being filled, when split
+        self._body_filled = 0
         self._headers = bytearray()  # a header block continued in CONTINUATION frames
         self._headers_end = False  # whether that block's HEADERS frame ended the stream
         self._decoder = hpack.Decoder()
@@ -138,32 +144,23 @@ class GrpcCall(asyncio.Protocol):
         transport.write(opening)
 
     def data_received(self, data: bytes) -> None:
-        buffer = self._in
-        buffer += data
-        end = len(buffer)
-        position = 0
         try:
-            with memoryview(buffer) as view:
-                while end - position >= 9:
-                    length = int.from_bytes(view[position : position + 3], "big")
-                    start = position + 9
-                    if start + length > end:
-                        break
-                    kind, flags = buffer[position + 3], buffer[position + 4]
-                    position = start + length
-                    if kind == DATA:
-                        self._data(view, start, position, flags)
-                    else:
-                        stream = int.from_bytes(view[start - 4 : start], "big") & 0x7FFF_FFFF
-                        self._control(kind, flags, stream, bytes(view[start:position]))
-                    if self.ended.done():
-                        return
+            with memoryview(data) as view:
+                position = self._continue_data(view, 0) if self._data_left else 0
+                if position == len(data) or self.ended.done():
+                    return
+                if not self._in:
+                    position = self._frames(view, position)
+                    if position < len(data) and not self.ended.done():
+                        self._in += view[position:]
+                    return
+            self._in += data
+            with memoryview(self._in) as view:
+                position = self._frames(view, 0)
+            if not self.ended.done():
+                del self._in[:position]
         except Exception as error:  # a broken frame, or the callback failed
             self._end(f"{type(error).__name__}: {error}", error)
-            return
-        finally:
-            if not self.ended.done():
-                del buffer[:position]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._end(f"connection lost: {exc or 'closed by pilot'}")
@@ -201,37 +198,73 @@ class GrpcCall(asyncio.Protocol):
 
     # Frames
 
-    def _data(self, view: memoryview, start: int, stop: int, flags: int) -> None:
-        self._received(stop - start)
-        if flags & PADDED:
-            stop -= view[start]
-            start += 1
-        message = self._message
-        if message:
-            message += view[start:stop]
-            self._deliver_buffered()
-        else:
-            # Whole messages straight from the frame: one copy each.
-            while stop - start >= 5:
-                size = int.from_bytes(view[start + 1 : start + 5], "big")
-                if start + 5 + size > stop:
-                    break
-                self._on_message(bytes(view[start + 5 : start + 5 + size]))
-                start += 5 + size
-            message += view[start:stop]
-        if flags & END_STREAM:
-            self._stream_ended()
-
-    def _deliver_buffered(self) -> None:
-        message = self._message
-        taken = 0
-        while len(message) - taken >= 5:
-            size = int.from_bytes(message[taken + 1 : taken + 5], "big")
-            if taken + 5 + size > len(message):
+    def _frames(self, view: memoryview, position: int) -> int:
+        """Handle the frames in `view` from `position`; where the unhandled rest starts (a
+        frame header or a control frame not yet whole)."""
+        end = len(view)
+        while end - position >= 9 and not self.ended.done():
+            length = int.from_bytes(view[position : position + 3], "big")
+            kind, flags = view[position + 3], view[position + 4]
+            start = position + 9
+            if kind == DATA and not flags & PADDED:
+                self._received(length)
+                self._data_left, self._data_flags = length, flags
+                position = self._continue_data(view, start)
+                continue
+            if start + length > end:
                 break
-            self._on_message(bytes(message[taken + 5 : taken + 5 + size]))
-            taken += 5 + size
-        del message[:taken]
+            position = start + length
+            if kind == DATA:  # padded: grpc does not pad, but HTTP/2 allows it
+                self._received(length)
+                self._message_bytes(view, start + 1, position - view[start])
+                if flags & END_STREAM:
+                    self._stream_ended()
+            else:
+                stream = int.from_bytes(view[start - 4 : start], "big") & 0x7FFF_FFFF
+                self._control(kind, flags, stream, bytes(view[start:position]))
+        return position
+
+    def _continue_data(self, view: memoryview, start: int) -> int:
+        """Take what `view` holds of the current DATA frame's payload from `start`."""
+        stop = min(len(view), start + self._data_left)
+        self._data_left -= stop - start
+        self._message_bytes(view, start, stop)
+        if not self._data_left and self._data_flags & END_STREAM:
+            self._stream_ended()
+        return stop
+
+    def _message_bytes(self, view: memoryview, start: int, stop: int) -> None:
+        """Assemble gRPC messages from DATA payload: a message whole in `view` is copied once,
+        one split across reads is copied into a buffer of its size, then once more."""
+        while start < stop:
+            body = self._body
+            if body is None:
+                prefix = self._prefix
+                if not prefix and stop - start >= 5:
+                    size = int.from_bytes(view[start + 1 : start + 5], "big")
+                    start += 5
+                else:
+                    taken = min(5 - len(prefix), stop - start)
+                    prefix += view[start : start + taken]
+                    start += taken
+                    if len(prefix) < 5:
+                        return
+                    size = int.from_bytes(prefix[1:5], "big")
+                    prefix.clear()
+                if stop - start >= size:
+                    self._on_message(bytes(view[start : start + size]))
+                    start += size
+                    continue
+                body = self._body = bytearray(size)
+                self._body_filled = 0
+            filled = self._body_filled
+            taken = min(len(body) - filled, stop - start)
+            body[filled : filled + taken] = view[start : start + taken]
+            start += taken
+            self._body_filled = filled + taken
+            if self._body_filled == len(body):
+                self._body = None
+                self._on_message(bytes(body))
 
     def _received(self, size: int) -> None:
         self._unacknowledged += size
