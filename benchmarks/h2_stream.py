@@ -192,9 +192,8 @@ class GrpcCall(asyncio.Protocol):
             self._transport.pause_reading()
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-        self._end("closed by the client")
+        """End the call from this side (`ended` resolves; the server sees a reset)."""
+        self._end(None)
 
     # Frames
 

@@ -12,10 +12,10 @@ once pilot's event loop needs longer than that to take every stream, so the wait
 Bandwidth-delay probing is off: with it, grpc pings a connection after data arrives on it, to
 size a receive window for bulk uploads. The mesh's servers receive small requests (an xDS ACK
 is tens of KB), and with thousands of proxies ACKing every push the pings and their answers
-cost pilot about a seventh of its CPU for a push (BENCHMARKS.md); what a proxy may send
-before a window update stays HTTP/2's 64 KB. SO_REUSEPORT stays off unless asked for
-(`reuse_port`): with it on, a second server would silently share a port that is already taken
-instead of failing to bind.
+cost pilot about a seventh of its CPU for a push (BENCHMARKS.md). The window a client may
+fill before a window update is set to the 4 MiB grpc's probing starts with (64 KB without).
+SO_REUSEPORT stays off unless asked for (`reuse_port`): with it on, a second server would
+silently share a port that is already taken instead of failing to bind.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def create_server(
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.so_reuseport", int(reuse_port)),
         ("grpc.http2.bdp_probe", 0),
+        ("grpc.http2.lookahead_bytes", 4 * 1024 * 1024),
     ]
     return grpc.aio.server(options=options)
 
