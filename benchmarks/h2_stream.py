@@ -192,7 +192,7 @@ class GrpcCall(asyncio.Protocol):
             self._transport.pause_reading()
 
     def close(self) -> None:
-        """End the call from this side (`ended` resolves; the server sees a reset)."""
+        """End the call from this side: `ended` resolves, and the connection closes."""
         self._end(None)
 
     # Frames
