@@ -7,7 +7,8 @@ else runs meanwhile, and Python started one every second or two while pilot push
 (they walk only recent objects). At a quiet moment after some work (under `QUIET_CPU_SHARE` of
 a core for `quiet_s`), the young generations are collected and every object then alive is
 frozen (`gc.freeze`): out of the collector's sight, so no later collection walks it again.
-A change that arrives during that pause waits a few milliseconds, not a quarter second.
+A change that arrives during that pause waits 10-50 ms (at 2000 proxies), not a quarter
+second.
 
 Cycles of frozen objects that later became garbage wait for a full collection (unfreeze,
 collect, freeze): at the first quiet moment `full_interval_s` after the last one, or after
