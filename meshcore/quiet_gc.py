@@ -5,12 +5,13 @@ holding the streams of 2000 proxies tracks about 350,000: one pass took 0.2-0.35
 else runs meanwhile, and Python started one every second or two while pilot pushed
 (BENCHMARKS.md). So CPython never starts one itself here. The young generations stay automatic
 (they walk only recent objects). At a quiet moment after some work (under `QUIET_CPU_SHARE` of
-a core for `quiet_s`), the young generations are collected and every object then alive is
-frozen (`gc.freeze`): out of the collector's sight, so no later collection walks it again.
+a core for `quiet_s`), the young generations are collected and every object the collector
+still tracks is frozen (`gc.freeze`): out of its sight, so no later collection walks it again.
 A change that arrives during that pause waits 10-50 ms (at 2000 proxies), not a quarter
 second.
 
-Cycles of frozen objects that later became garbage wait for a full collection (unfreeze,
+Garbage cycles among frozen objects (the oldest generation is frozen unexamined, and objects
+frozen alive may die later) wait for a full collection (unfreeze,
 collect, freeze): at the first quiet moment `full_interval_s` after the last one, or after
 `max_interval_s` of work without a quiet moment. Pilot leaves few: none were found after 2000
 streams were pushed to and then ended (objects are freed by their reference counts).
