@@ -11,9 +11,9 @@ A change that arrives during that pause waits 10-50 ms (at 2000 proxies), not a 
 second.
 
 Garbage cycles among frozen objects (the oldest generation is frozen unexamined, and objects
-frozen alive may die later) wait for a full collection (unfreeze,
-collect, freeze): at the first quiet moment `full_interval_s` after the last one, or after
-`max_interval_s` of work without a quiet moment. Pilot leaves few: none were found after 2000
+frozen alive may die later) wait for a full collection (unfreeze, collect, freeze): at the
+first quiet moment `full_interval_s` after the last one, or after `max_interval_s` of work
+without a quiet moment. Pilot leaves few: none were found after 2000
 streams were pushed to and then ended (objects are freed by their reference counts).
 """
 
