@@ -8,6 +8,7 @@ code name, and a failure in the message callback ends the call instead of vanish
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
@@ -19,7 +20,9 @@ METHOD = "/test.Chat/Talk"
 Handler = Callable[[AsyncIterator[bytes], grpc.aio.ServicerContext], Awaitable[None]]
 
 
-async def _serve(handler: Handler) -> tuple[grpc.aio.Server, int]:
+@contextlib.asynccontextmanager
+async def _served(handler: Handler) -> AsyncIterator[int]:
+    """A grpc.aio server answering METHOD with `handler`; its port."""
     server = grpc.aio.server()
     server.add_generic_rpc_handlers(
         (
@@ -30,7 +33,10 @@ async def _serve(handler: Handler) -> tuple[grpc.aio.Server, int]:
     )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    return server, port
+    try:
+        yield port
+    finally:
+        await server.stop(None)
 
 
 async def _call(port: int, received: list[bytes], **options: int) -> GrpcCall:
@@ -57,8 +63,7 @@ async def test_large_messages_cross_both_ways_whole_and_in_order(window: int) ->
             await context.write(len(request).to_bytes(4, "big") + bytes([request[0]]) * 300_000)
             await context.write(b"small:" + request[:3])
 
-    server, port = await _serve(answer)
-    try:
+    async with _served(answer) as port:
         received: list[bytes] = []
         call = await _call(port, received, window=window)
         sizes = [10, 200_000, 5, 70_000]  # two above the 64 KiB the server first allows
@@ -71,8 +76,6 @@ async def test_large_messages_cross_both_ways_whole_and_in_order(window: int) ->
             assert big[4:] == bytes([65 + index]) * 300_000
             assert small == b"small:" + bytes([65 + index]) * min(size, 3)
         call.close()
-    finally:
-        await server.stop(None)
 
 
 async def test_the_servers_status_ends_the_call_with_its_code_and_message() -> None:
@@ -81,16 +84,13 @@ async def test_the_servers_status_ends_the_call_with_its_code_and_message() -> N
             await context.write(b"seen " + request)
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no node: 100% sure")
 
-    server, port = await _serve(refuse)
-    try:
+    async with _served(refuse) as port:
         received: list[bytes] = []
         call = await _call(port, received)
         call.send(b"hello")
         with pytest.raises(CallEnded, match=r"^FAILED_PRECONDITION: no node: 100% sure$"):
             await asyncio.wait_for(call.ended, 10)
         assert received == [b"seen hello"]
-    finally:
-        await server.stop(None)
 
 
 async def test_a_call_the_server_ends_with_ok_resolves() -> None:
@@ -99,15 +99,12 @@ async def test_a_call_the_server_ends_with_ok_resolves() -> None:
             await context.write(request.upper())
             return
 
-    server, port = await _serve(once)
-    try:
+    async with _served(once) as port:
         received: list[bytes] = []
         call = await _call(port, received)
         call.send(b"bye")
         await asyncio.wait_for(call.ended, 10)
         assert received == [b"BYE"]
-    finally:
-        await server.stop(None)
 
 
 async def test_a_failing_callback_ends_the_call_with_its_error_as_the_cause() -> None:
@@ -115,8 +112,7 @@ async def test_a_failing_callback_ends_the_call_with_its_error_as_the_cause() ->
         async for request in requests:
             await context.write(request)
 
-    server, port = await _serve(chatty)
-    try:
+    async with _served(chatty) as port:
 
         def explode(message: bytes) -> None:
             raise KeyError(message.decode())
@@ -128,12 +124,10 @@ async def test_a_failing_callback_ends_the_call_with_its_error_as_the_cause() ->
         with pytest.raises(CallEnded, match="KeyError: 'boom'") as ended:
             await asyncio.wait_for(call.ended, 10)
         assert isinstance(ended.value.__cause__, KeyError)
-    finally:
-        await server.stop(None)
 
 
 async def test_no_server_is_a_connection_error() -> None:
-    server, port = await _serve(lambda requests, context: asyncio.sleep(0))
-    await server.stop(None)
+    async with _served(lambda requests, context: asyncio.sleep(0)) as port:
+        pass
     with pytest.raises(OSError):
         await _call(port, [])
