@@ -97,8 +97,8 @@ class SetEdits:
 
     def __init__(self, limit: int = 64) -> None:
         self._limit = limit
-        self._edits: dict[tuple[frozenset[str], frozenset[str], frozenset[str]], frozenset[str]]
-        self._edits = {}
+        # (names, added, removed) -> the result
+        self._edits: dict[tuple[frozenset[str], ...], frozenset[str]] = {}
 
     def apply(
         self, names: frozenset[str], added: frozenset[str], removed: frozenset[str]
