@@ -276,6 +276,17 @@ class Mesh:
             response.raise_for_status()
             return await response.json(content_type=None)
 
+    async def cluster_hosts(self, sidecar: Sidecar) -> dict[str, list[str]]:
+        """Envoy's /clusters: each cluster's host addresses, sorted."""
+        body = await self.admin_json(sidecar, "/clusters?format=json")
+        return {
+            status["name"]: sorted(
+                host["address"]["socket_address"]["address"]
+                for host in status.get("host_statuses", [])
+            )
+            for status in body["cluster_statuses"]
+        }
+
     async def stats(self, sidecar: Sidecar, pattern: str) -> dict[str, int]:
         async with self.http().get(
             sidecar.admin + "/stats", params={"filter": pattern, "format": "json"}

@@ -71,13 +71,7 @@ async def registryz(mesh: Mesh) -> dict[str, Any]:
 
 async def hello_hosts(mesh: Mesh, sidecar: Sidecar) -> list[str] | None:
     """The addresses in the client Envoy's hello cluster (/clusters); None before it exists."""
-    body = await mesh.admin_json(sidecar, "/clusters?format=json")
-    for status in body["cluster_statuses"]:
-        if status["name"] == HELLO_CLUSTER:
-            return sorted(
-                h["address"]["socket_address"]["address"] for h in status.get("host_statuses", [])
-            )
-    return None
+    return (await mesh.cluster_hosts(sidecar)).get(HELLO_CLUSTER)
 
 
 async def test_group_member_is_registered_served_and_removed_after_the_grace_period(

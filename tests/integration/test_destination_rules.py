@@ -14,7 +14,6 @@ import textwrap
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 from aiohttp import web
@@ -83,17 +82,6 @@ async def start_client(mesh: Mesh) -> Sidecar:
     return client
 
 
-async def cluster_hosts(mesh: Mesh, sidecar: Sidecar) -> dict[str, list[str]]:
-    """Envoy's /clusters: each cluster's host addresses, sorted."""
-    body: dict[str, Any] = await mesh.admin_json(sidecar, "/clusters?format=json")
-    return {
-        status["name"]: sorted(
-            host["address"]["socket_address"]["address"] for host in status.get("host_statuses", [])
-        )
-        for status in body["cluster_statuses"]
-    }
-
-
 async def cluster_stat(mesh: Mesh, sidecar: Sidecar, name: str, stat: str) -> int:
     found = await mesh.stats(sidecar, f"^{re.escape(f'cluster.{name}.{stat}')}$")
     return found.get(f"cluster.{name}.{stat}", 0)
@@ -124,7 +112,7 @@ async def test_subset_clusters_hold_their_endpoints(mesh: Mesh) -> None:
     }
 
     async def subsets_in_place() -> dict[str, list[str]] | None:
-        hosts = await cluster_hosts(mesh, client)
+        hosts = await mesh.cluster_hosts(client)
         return hosts if all(hosts.get(n) == a for n, a in expected.items()) else None
 
     await eventually(subsets_in_place, "subset clusters with their endpoints in /clusters")
@@ -215,7 +203,7 @@ async def test_outlier_detection_ejects_the_failing_host(mesh: Mesh) -> None:
         name = cluster("flaky")
 
         async def both_known() -> bool | None:
-            return True if len((await cluster_hosts(mesh, client)).get(name, [])) == 2 else None
+            return True if len((await mesh.cluster_hosts(client)).get(name, [])) == 2 else None
 
         await eventually(both_known, "both flaky hosts in the client's cluster")
         seen: Counter[int] = Counter()

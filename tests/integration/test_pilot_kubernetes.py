@@ -20,6 +20,7 @@ from tests.integration.mesh import Mesh, Sidecar, eventually
 from tests.support.kube_fake import KubeFake
 
 URL = "http://hello.default.svc.cluster.local:8080/"
+HELLO_CLUSTER = "outbound|8080||hello.default.svc.cluster.local"
 
 
 def kube_service() -> dict[str, Any]:
@@ -134,8 +135,16 @@ async def test_kubernetes_service_routes_to_pods_and_follows_scaling(mesh: Mesh)
             api.update(kube_slice({"hello-1": hello_1, "hello-2": hello_2}))
             await until_answered_by(mesh, client, {"hello-1", "hello-2"})
 
-            # Scale down: the first pod leaves the slice; traffic drains to the second.
+            # Scale down: the first pod leaves the slice; traffic drains to the second. Traffic
+            # alone cannot tell (a few requests can all pick the second of two endpoints by
+            # chance): wait for the client Envoy to hold only the second.
             api.update(kube_slice({"hello-2": hello_2}))
+
+            async def only_hello_2() -> bool | None:
+                hosts = (await mesh.cluster_hosts(client)).get(HELLO_CLUSTER)
+                return True if hosts == [hello_2] else None
+
+            await eventually(only_hello_2, "the client Envoy holding only hello-2")
             await until_answered_by(mesh, client, {"hello-2"})
             assert await answered_by(mesh, client, 10) == Counter({"hello-2": 10})
             assert full_pushes(mesh) == full
