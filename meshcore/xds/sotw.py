@@ -18,10 +18,13 @@ is kept small, since it is multiplied by every stream:
   per stream. The transport says where the encoded names lie in the bytes the request came as
   (`wire_names`), so an unchanged list is recognised without copying it; without that they are
   re-encoded from the parsed request (`_names_key`).
-- For EDS and RDS, which need not carry the full set, a version change sends only the
-  resources that changed since what the stream was last sent (its `basis`; Envoy updates the
-  ones in the response and keeps the others), and a request that only drops names is not
-  answered (as in Istio). A new subscription or a forced response still carries every name.
+- For EDS and RDS, which need not carry the full set, a response carries only what the
+  client lacks: the resources that changed since what the stream was last sent (its `basis`;
+  Envoy updates the ones in the response and keeps the others) and those of names it did not
+  hold (`held`). A request that only drops names is not answered (as in Istio); one that adds
+  a cluster's name after a CDS change gets that cluster's endpoints, not the thousand others
+  again. A stream's first response, and the endpoints after its first CDS response, carry
+  every name.
 - A response carrying a whole type concatenates the snapshot's pre-encoded body
   (`TypeSnapshot.sotw_parts`), shared by every stream holding that snapshot.
 """
@@ -113,6 +116,7 @@ class _Subscription:
     nonce: str = ""
     ack_tail: bytes = b""  # how a plain ACK of the latest response ends: type URL and nonce
     sent_key: Key | None = None  # (version, names) of the last response with all it wanted
+    held: frozenset[str] = frozenset()  # EDS/RDS names the client holds as of `basis`
     evaluated_version: str | None = None
     basis: TypeSnapshot | None = None  # what the stream was last sent (or found it needs none)
     rewarm: frozenset[str] = frozenset()  # EDS names to send again: their clusters changed
@@ -206,7 +210,8 @@ class SotwProtocol(StreamProtocol):
                 return None
             return self._respond(type_url, sub, current, key, None)
         available = current.resources
-        if sub.force or dirty or sub.basis is None or type_url in types.FULL_STATE_TYPES:
+        if sub.force or sub.basis is None or type_url in types.FULL_STATE_TYPES:
+            sub.held = sub.names
             key = (current.version, sub.names)
             if not (sub.force or rewarm & sub.names) and key == sub.sent_key:
                 sub.basis = current
@@ -223,10 +228,12 @@ class SotwProtocol(StreamProtocol):
         changed, _ = current.diff(sub.basis)
         names = sub.names
         selected = [r for r in changed if r.name in names]
-        warming = rewarm & names
-        if warming:
+        # Names only grow in requests, which make the subscription dirty.
+        lacking = (rewarm | (names - sub.held) if dirty else rewarm) & names
+        sub.held = names
+        if lacking:
             sent = {r.name for r in selected}
-            selected += (available[n] for n in warming if n in available and n not in sent)
+            selected += (available[n] for n in lacking if n in available and n not in sent)
             selected.sort(key=lambda r: r.name)
         if not selected:
             sub.basis = current
@@ -303,9 +310,6 @@ class SotwProtocol(StreamProtocol):
         sub.names = names
         if type_url in types.FULL_STATE_TYPES:
             return changed
-        if changed and not grew and not wildcard and sub.sent_key is not None:
-            # Dropping names is not answered, but the client now holds (from the response it
-            # has) exactly what it still names: record that as sent, so that naming a dropped
-            # resource again at the same version is answered.
-            sub.sent_key = (sub.sent_key[0], names)
+        # The client forgets what it stops naming: naming it again is answered.
+        sub.held = sub.held & names
         return grew

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 from collections import Counter
 
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.envoy
 
 HELLO = "http://hello.default.svc.cluster.local:8080/"
 HELLO_CLUSTER = "outbound|8080||hello.default.svc.cluster.local"
+EXTRA_CLUSTER = "outbound|9090||extra.default.svc.cluster.local"
 
 
 async def hello_mesh(mesh: Mesh) -> tuple[str, str]:
@@ -110,6 +112,29 @@ async def test_endpoints_follow_the_registry_without_restarting_envoy(mesh: Mesh
     assert client.envoy.pid == pid and client.envoy.restarts == 0
     # Only endpoints moved: the client saw EDS updates but not a single new CDS update.
     assert await mesh.stats(client, r"^cluster_manager\.cds\.update_success$") == cds_before
+
+
+async def test_a_service_added_sends_envoy_only_its_endpoints(mesh: Mesh) -> None:
+    """Envoy names the new cluster's endpoints along with all it holds; it is sent those
+    endpoints alone (EDS need not carry the whole set), and keeps every other cluster's."""
+    await hello_mesh(mesh)
+    client = mesh.sidecars["client"]
+    await answered_by(mesh, {"hello-v1"})
+    hello_updates = rf"^cluster\.{re.escape(HELLO_CLUSTER)}\.update_success$"
+    before = await mesh.stats(client, hello_updates)
+    assert list(before.values()) and all(before.values())
+
+    mesh.write(
+        "extra", service_entry("extra", 9090), workload_entry("extra-1", mesh.next_ip(), "extra")
+    )
+    extra_members = rf"^cluster\.{re.escape(EXTRA_CLUSTER)}\.membership_total$"
+
+    async def extra_has_its_endpoint() -> bool | None:
+        return True if list((await mesh.stats(client, extra_members)).values()) == [1] else None
+
+    await eventually(extra_has_its_endpoint, f"{EXTRA_CLUSTER} with one endpoint")
+    assert await mesh.stats(client, hello_updates) == before
+    await answered_by(mesh, {"hello-v1"})
 
 
 async def test_rejected_config_is_reported_and_the_last_good_one_keeps_serving(

@@ -164,13 +164,22 @@ def test_sotw_explicit_wildcard_on_a_partial_type_sends_the_whole_set(sotw: Sotw
     assert sorted(names_in(out.payload)) == ["a", "b"]
 
 
-def test_sotw_new_name_gets_every_subscribed_name(sotw: SotwProtocol) -> None:
+def test_sotw_new_name_gets_only_what_the_client_lacks(sotw: SotwProtocol) -> None:
     snap = snapshot(eds=["a", "b", "c"])
     first = subscribed_and_acked(sotw, types.ENDPOINT, ["a"], snap)
     sotw.on_request(sotw_ack(first, ["a", "c"]))  # grows the subscription
     [out] = sotw.responses(snap)
-    assert names_in(out.payload) == ["a", "c"]
+    assert names_in(out.payload) == ["c"]
     assert out.version == first.version and out.nonce != first.nonce
+
+
+def test_sotw_new_name_comes_with_what_changed(sotw: SotwProtocol) -> None:
+    first = subscribed_and_acked(sotw, types.ENDPOINT, ["a", "b"], snapshot(eds=["a", "b", "c"]))
+    sotw.on_request(sotw_ack(first, ["a", "b", "c"]))
+    changed = snapshot(eds={"a": "v2", "b": "v1", "c": "v1"})
+    [out] = sotw.responses(changed)
+    assert names_in(out.payload) == ["a", "c"]
+    assert out.version == changed.get(types.ENDPOINT).version
 
 
 # State of the world: EDS after CDS
@@ -211,6 +220,20 @@ def test_sotw_rewarm_merges_with_endpoint_changes(sotw: SotwProtocol) -> None:
     assert [o.type_url for o in outs] == [types.CLUSTER, types.ENDPOINT]
     assert names_in(outs[1].payload) == ["a", "c"]
     assert outs[1].version == version_of(changed, types.ENDPOINT)
+
+
+def test_sotw_cluster_added_gets_only_its_endpoints(sotw: SotwProtocol) -> None:
+    """A service added: the whole CDS set, then, when Envoy names the new cluster's endpoints
+    along with the others it holds, those endpoints alone."""
+    _, first_endpoints = cds_and_eds(sotw, snapshot(cds=["a", "b"], eds=["a", "b"]), ["a", "b"])
+    grown = snapshot(cds=["a", "b", "c"], eds=["a", "b", "c"])
+    [clusters] = sotw.responses(grown)
+    assert names_in(clusters.payload) == ["a", "b", "c"]
+    sotw.on_request(sotw_ack(clusters))
+    sotw.on_request(sotw_ack(first_endpoints, ["a", "b", "c"]))
+    [endpoints] = sotw.responses(grown)
+    assert names_in(endpoints.payload) == ["c"]
+    assert endpoints.version == version_of(grown, types.ENDPOINT)
 
 
 def test_sotw_cds_change_of_an_unsubscribed_endpoint_name_resends_none(
@@ -266,7 +289,7 @@ def test_sotw_resubscribing_a_dropped_name_is_answered(sotw: SotwProtocol) -> No
     sotw.on_request(sotw_ack(first, ["a", "b"]))  # wants b again
     assert sotw.needs_evaluation()
     [out] = sotw.responses(snap)
-    assert sorted(names_in(out.payload)) == ["a", "b"]
+    assert names_in(out.payload) == ["b"]
 
 
 def test_sotw_resubscribing_a_dropped_name_after_a_change_is_answered(
@@ -279,7 +302,7 @@ def test_sotw_resubscribing_a_dropped_name_after_a_change_is_answered(
     assert names_in(partial.payload) == ["a"]
     sotw.on_request(sotw_ack(partial, ["a", "b"]))
     [out] = sotw.responses(changed)
-    assert sorted(names_in(out.payload)) == ["a", "b"]
+    assert names_in(out.payload) == ["b"]
 
 
 # State of the world: ACKs compared as encoded name lists
@@ -307,7 +330,7 @@ def test_sotw_ack_with_the_names_reordered_is_not_answered(sotw: SotwProtocol) -
 
 @pytest.mark.parametrize(
     ("names", "expected"),
-    [(["a", "b", "c"], ["a", "b", "c"]), (["a", "c"], ["a", "c"])],
+    [(["a", "b", "c"], ["c"]), (["a", "c"], ["c"])],
     ids=["grown", "swapped"],
 )
 def test_sotw_ack_with_a_changed_name_list_is_answered(
@@ -333,7 +356,7 @@ def test_sotw_equal_name_lists_on_two_streams_are_independent(info: StreamInfo) 
     one.on_request(sotw_ack(first_one, ["a", "b"]))
     assert one.needs_evaluation() and not two.needs_evaluation()
     [grown] = one.responses(snap)
-    assert names_in(grown.payload) == ["a", "b"]
+    assert names_in(grown.payload) == ["b"]
     assert two.responses(snap) == []
     changed = snapshot(eds={"a": "v1", "b": "v2"})
     one.on_request(sotw_ack(grown, ["a", "b"]))
