@@ -23,6 +23,11 @@ received, pilot's CPU per change and per proxy, and the load generator's CPU, so
 client shows. One extra stream stalls (stops reading) before the churn: the others must not
 wait for it, and pilot must end it after its send timeout.
 
+After pilot, the same run measures the bare grpc.aio server of the issue's prototype figures
+(`xds_baseline`: the same address, as many streams, the same transport on both sides, pushes of
+pre-encoded responses and nothing else) and sets pilot's CPU per proxy for each phase beside
+what that server needs for the same messages and bytes (`--no-baseline` skips it).
+
 Correctness is checked in the same run, and a failure ends it with an error: every stream
 converges on every change; no stream receives a response it did not need (see
 `pilot_load_client`); at the end every stream's ACKed versions are the versions pilot's
@@ -64,8 +69,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from benchmarks import pilot_load_config as config
+from benchmarks import xds_baseline
+from benchmarks.control import STOP
 from benchmarks.pilot_load_client import (
-    STOP,
     Check,
     ClientSpec,
     Connected,
@@ -92,6 +98,7 @@ TARGET_ENDPOINT_P99_S = 0.5
 TARGET_EVERY_PROXY_P99_S = 1.5
 TARGET_CONNECT_S = 5.0
 TARGET_RSS_BYTES = 600_000_000  # the issue's 600 MB: 572 MiB
+TARGET_BASELINE_RATIO = 2.0  # pilot CPU per proxy against the bare grpc.aio server's
 PILOT_START_TIMEOUT_S = 120.0
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
@@ -317,6 +324,7 @@ class Options:
     change_timeout: float = 30.0
     stall: bool = True
     profile: Path | None = None  # a directory for py-spy's profiles of pilot, one per phase
+    baseline: bool = True  # measure the bare grpc.aio server after pilot (`xds_baseline`)
 
 
 @dataclass
@@ -336,6 +344,21 @@ class StallResult:
     node: str
     cut_after_s: float | None  # stall -> pilot ended the stream (None: it had not)
     in_syncz: bool  # still listed as connected at the end
+
+
+@dataclass(frozen=True)
+class AgainstBaseline:
+    """One phase, per proxy: what the streams received, pilot's CPU and the bare server's."""
+
+    label: str
+    messages: float
+    mib: float
+    pilot_us: float
+    baseline_us: float
+
+    @property
+    def ratio(self) -> float:
+        return self.pilot_us / self.baseline_us if self.baseline_us > 0 else math.inf
 
 
 @dataclass
@@ -360,15 +383,35 @@ class Result:
     verified_dump: int
     load_average: tuple[float, float, float]
     pilot_warnings: Counter[str]
+    baseline: xds_baseline.MessageCost | None = None
 
     def p(self, kind: str, rank: float) -> float:
         return percentile(self.kinds[kind].latencies_s, rank)
+
+    def against_baseline(self) -> list[AgainstBaseline]:
+        """Every phase beside the baseline's cost for the same messages; empty without one."""
+        if self.baseline is None:
+            return []
+        n = self.options.proxies
+        phases = [("cold connect", [self.connect_pilot_cpu_s], self.connect_traffic, 1)]
+        phases += [
+            (kind, k.pilot_cpu_s, k.traffic, len(k.slowest_s)) for kind, k in self.kinds.items()
+        ]
+        compared = []
+        for label, pilot_cpu, traffic, changes in phases:
+            pushes, sent = _per_change(traffic, changes)
+            messages, mib = pushes / n, sent / n / 2**20
+            pilot_us = sum(pilot_cpu) / changes / n * 1e6
+            compared.append(
+                AgainstBaseline(label, messages, mib, pilot_us, self.baseline.of(messages, mib))
+            )
+        return compared
 
     @property
     def targets(self) -> dict[str, bool]:
         """The issue's targets that this run's size speaks to, met or not."""
         every_proxy = max(self.p(kind, 99) for kind in ("route", "service-add", "service-remove"))
-        return {
+        targets = {
             f"endpoint change p99 < {TARGET_ENDPOINT_P99_S} s": (
                 self.p("endpoint", 99) < TARGET_ENDPOINT_P99_S
             ),
@@ -382,6 +425,15 @@ class Result:
             f"({TARGET_RSS_BYTES / 2**20:.0f} MiB)": self.pilot_peak_rss_mib * 2**20
             < TARGET_RSS_BYTES,
         }
+        compared = self.against_baseline()
+        if compared:
+            worst = max(compared, key=lambda phase: phase.ratio)
+            name = (
+                f"pilot CPU per proxy within {TARGET_BASELINE_RATIO:.0f}x of the bare server's, "
+                f"every phase (worst: {worst.label}, {worst.ratio:.2f}x)"
+            )
+            targets[name] = worst.ratio <= TARGET_BASELINE_RATIO
+        return targets
 
 
 # The run.
@@ -400,12 +452,17 @@ def run(options: Options) -> Result:
         try:
             pilot.wait_ready(PILOT_START_TIMEOUT_S)
             start_s, start_cpu = time.monotonic() - launched, pilot.cpu_s
-            return _measure(
+            result = _measure(
                 options, mesh, config_dir, pilot, clients, resources, start_s, start_cpu
             )
         finally:
             clients.close()
             pilot.stop()
+    if options.baseline:
+        result.baseline = xds_baseline.measure(
+            host, options.proxies, rounds=options.rounds, timeout=options.change_timeout
+        )
+    return result
 
 
 def _specs(options: Options, mesh: config.Mesh) -> Iterator[ClientSpec]:
@@ -803,6 +860,13 @@ def _mib(size: float) -> str:
     return f"{size / 1024 / 1024:.1f}"
 
 
+def _per_change(traffic: Counter[str], changes: int) -> tuple[float, float]:
+    """Responses and bytes the streams received per change."""
+    pushes = sum(v for k, v in traffic.items() if k.endswith("responses")) / changes
+    sent = sum(v for k, v in traffic.items() if k.endswith("bytes")) / changes
+    return pushes, sent
+
+
 def _row(
     label: str,
     values: list[float],
@@ -812,8 +876,7 @@ def _row(
     proxies: int,
     changes: int,
 ) -> str:
-    pushes = sum(v for k, v in traffic.items() if k.endswith("responses")) / changes
-    sent = sum(v for k, v in traffic.items() if k.endswith("bytes")) / changes
+    pushes, sent = _per_change(traffic, changes)
     pilot = sum(pilot_cpu) / changes
     return (
         f"| {label} | {changes} | {percentile(values, 50) * 1000:.0f} "
@@ -821,6 +884,29 @@ def _row(
         f"| {pushes:.0f} | {_mib(sent)} | {pilot:.2f} | {pilot / proxies * 1e6:.0f} "
         f"| {sum(client_cpu) / changes:.2f} |"
     )
+
+
+def _baseline_lines(result: Result) -> list[str]:
+    """Pilot's CPU per proxy for each phase beside the bare server's for the same messages."""
+    cost = result.baseline
+    if cost is None:
+        return []
+    lines = [
+        "",
+        "Against the bare grpc.aio server measured after pilot in this run (`xds_baseline`: "
+        f"{cost.per_message_us:.0f} µs a message + {cost.per_mib_us:.0f} µs a MiB, per stream)",
+        "",
+        "| phase | messages/proxy | MiB/proxy | pilot µs/proxy | baseline µs/proxy "
+        "| pilot/baseline |",
+        "|---|---|---|---|---|---|",
+    ]
+    for phase in result.against_baseline():
+        ratio = f"{phase.ratio:.2f}" if phase.baseline_us > 0 else "-"
+        lines.append(
+            f"| {phase.label} | {phase.messages:.2f} | {phase.mib:.3f} | {phase.pilot_us:.0f} "
+            f"| {phase.baseline_us:.0f} | {ratio} |"
+        )
+    return lines
 
 
 def report(result: Result) -> str:
@@ -886,6 +972,8 @@ def report(result: Result) -> str:
         "load average at the end: " + " ".join(f"{v:.2f}" for v in result.load_average),
         *_pilot_said_lines(result.pilot_warnings),
         "",
+        *_baseline_lines(result),
+        "",
         *(f"target {name}: {'met' if met else 'MISSED'}" for name, met in result.targets.items()),
     ]
     return "\n".join(lines)
@@ -910,6 +998,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=Path, help="directory for py-spy profiles of pilot, one per phase"
     )
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the bare grpc.aio server after pilot"
+    )
     args = parser.parse_args(argv)
     for flag in ("services", "proxies", "endpoints", "namespaces", "rounds", "clients"):
         if getattr(args, flag) < 1:
@@ -928,6 +1019,7 @@ def main(argv: list[str] | None = None) -> int:
         change_timeout=args.change_timeout,
         stall=not args.no_stall,
         profile=args.profile,
+        baseline=not args.no_baseline,
     )
     try:
         result = run(options)

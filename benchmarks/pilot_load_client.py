@@ -51,6 +51,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
+from benchmarks.control import commands
 from benchmarks.h2_stream import (
     DEFAULT_WINDOW,
     MAX_WINDOW,
@@ -77,7 +78,6 @@ _MESSAGES: dict[str, Any] = {
 # A stalled stream lets pilot write little ahead of what it read: HTTP/2's default window.
 STALLED_WINDOW = DEFAULT_WINDOW
 _header_block = functools.cache(request_headers)  # per (method, target): one per process
-STOP = "stop"
 REDUNDANT_EXAMPLES = 10
 PRUNE_BYTES = 64 * 1024 * 1024  # decoded resources taken in before unheld ones are dropped
 LARGE_RESOURCE = 16 * 1024  # from this size a resource is found by comparison, not hashing
@@ -819,21 +819,10 @@ async def _serve(spec: ClientSpec, target: str, control: Connection, events: Any
         if index == spec.stalled_index:
             client.stalled = stream
     events.put(Ready(spec.role))
-    loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[Any] = asyncio.Queue()
-
-    def readable() -> None:
-        try:
-            inbox.put_nowait(control.recv())
-        except EOFError:
-            inbox.put_nowait(STOP)
-
-    loop.add_reader(control.fileno(), readable)
     try:
-        while (message := await inbox.get()) != STOP:
+        async for message in commands(control):
             events.put(await _dispatch(client, message))
     finally:
-        loop.remove_reader(control.fileno())
         await client.close()
 
 

@@ -51,3 +51,8 @@ def test_every_proxy_converges_on_every_change_with_nothing_unneeded() -> None:
     assert result.redundant == 0
     assert (result.verified_syncz, result.verified_dump) == (4, 4)
     assert result.stall is not None and result.stall.node.startswith("sidecar~")
+    # The bare server was measured after pilot, and every phase is set beside it.
+    assert result.baseline is not None
+    compared = result.against_baseline()
+    assert [phase.label for phase in compared] == ["cold connect", *pilot_load.KINDS]
+    assert all(phase.messages >= 1 for phase in compared)  # CPU: too little to read here
