@@ -35,7 +35,7 @@ endpoints are the sidecars' and are updated the same way.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from envoy.config.listener.v3 import listener_pb2
@@ -89,6 +89,20 @@ class _OwnSide:
     listeners: list[Resource]
     inputs: InboundInputs
     instances: tuple[ServiceInstance, ...]
+    # type URL -> (a view's snapshot, it extended with this side): carried to a side made
+    # from this one by `replace`, since the key says what it was made from.
+    extended: dict[str, tuple[TypeSnapshot, TypeSnapshot]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def over(self, type_url: str, shared: TypeSnapshot, own: list[Resource]) -> TypeSnapshot:
+        """`shared` extended with `own`, this side's resources of that type: the same object
+        again for the same `shared` (a push that changed only routes builds every proxy's
+        snapshot anew, with clusters and listeners as they were)."""
+        found = self.extended.get(type_url)
+        if found is None or found[0] is not shared:
+            found = self.extended[type_url] = (shared, shared.extend(own))
+        return found[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,14 +156,16 @@ class SnapshotGenerator:
         if proxy.proxyless_grpc:
             return _reuse(previous, self._grpc.snapshot(ctx, ctx.view_for(proxy)))
         shared = self._view(ctx, ctx.view_for(proxy))
-        own_clusters, own_listeners = self._own_config(ctx, proxy)
+        own = self._own_config(ctx, proxy)
         if shared.unbound_listeners:
             bound = gateways.bind(shared.unbound_listeners, proxy.ip)
-            own_listeners = [*own_listeners, *_resources(bound)]
+            listeners = shared.listeners.extend([*own.listeners, *_resources(bound)])
+        else:
+            listeners = own.over(types.LISTENER, shared.listeners, own.listeners)
         by_type = {
-            types.CLUSTER: shared.clusters.extend(own_clusters),
+            types.CLUSTER: own.over(types.CLUSTER, shared.clusters, own.clusters),
             types.ENDPOINT: shared.endpoints,
-            types.LISTENER: shared.listeners.extend(own_listeners),
+            types.LISTENER: listeners,
             types.ROUTE: shared.routes,
         }
         if shared.secrets is not None:
@@ -210,9 +226,9 @@ class SnapshotGenerator:
                 changed = True
         return self._intern(TypeSnapshot.of(updated.values())) if changed else current
 
-    def _own_config(self, ctx: PushContext, proxy: Proxy) -> tuple[list[Resource], list[Resource]]:
-        """The proxy's inbound clusters and its own listeners, kept from an earlier context
-        when their inputs did not change."""
+    def _own_config(self, ctx: PushContext, proxy: Proxy) -> _OwnSide:
+        """The proxy's own side (inbound clusters, its own listeners), kept from an earlier
+        context when its inputs did not change."""
         found = self._own.get(id(proxy))
         if found is None or found.proxy is not proxy:
             inputs, instances = ctx.inbound_inputs(), ctx.instances_for(proxy)
@@ -233,7 +249,7 @@ class SnapshotGenerator:
                     instances,
                 )
             self._own[id(proxy)] = found
-        return found.clusters, found.listeners
+        return found
 
     def _same_inputs(self, kept: InboundInputs, current: InboundInputs) -> bool:
         """`kept == current`, compared once per kept inputs in a context (they are large)."""

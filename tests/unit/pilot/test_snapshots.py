@@ -7,6 +7,7 @@ import gc
 import pytest
 
 from meshcore.xds import types
+from meshcore.xds.resource import TypeSnapshot
 from pilot.config_files import load_config_directory
 from pilot.generators import clusters, listeners
 from pilot.model import Proxy
@@ -153,6 +154,31 @@ def test_a_full_push_after_an_endpoints_only_push_reuses_what_did_not_change(
     for type_url in (types.CLUSTER, types.ENDPOINT, types.LISTENER, types.ROUTE):
         assert after.types[type_url].version == fresh.types[type_url].version
     assert after.types[types.ENDPOINT] is eds.types[types.ENDPOINT]
+    assert after.types[types.ROUTE].version != first.types[types.ROUTE].version
+
+
+def test_a_routing_change_extends_no_proxy_side_again(
+    build_context: BuildContext,
+    write_config: WriteConfig,
+    sidecar: Proxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only routes changed: the view's clusters and listeners are the same, and so is each
+    proxy's snapshot of them with its own side added, made once and found again."""
+    generator = SnapshotGenerator()
+    first = generator.full(build_context(version="1"), sidecar)
+    loaded = load_config_directory(write_config(SAMPLE_MESH + _REVIEWS_ROUTE))
+    extended: list[TypeSnapshot] = []
+    real_extend = TypeSnapshot.extend
+    monkeypatch.setattr(
+        TypeSnapshot, "extend", lambda self, own: extended.append(self) or real_extend(self, own)
+    )
+
+    after = generator.full(PushContext.build(loaded.registry, "2", loaded.istio), sidecar, first)
+
+    assert extended == []
+    assert after.types[types.CLUSTER] is first.types[types.CLUSTER]
+    assert after.types[types.LISTENER] is first.types[types.LISTENER]
     assert after.types[types.ROUTE].version != first.types[types.ROUTE].version
 
 
