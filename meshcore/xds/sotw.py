@@ -228,7 +228,8 @@ class SotwProtocol(StreamProtocol):
         changed, _ = current.diff(sub.basis)
         names = sub.names
         selected = [r for r in changed if r.name in names]
-        # Names only grow in requests, which make the subscription dirty.
+        # The client can lack a name it holds no resource of only after a request added it,
+        # and such a request makes the subscription dirty.
         lacking = (rewarm | (names - sub.held) if dirty else rewarm) & names
         sub.held = names
         if lacking:

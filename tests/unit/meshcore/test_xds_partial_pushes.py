@@ -179,7 +179,7 @@ def test_sotw_new_name_comes_with_what_changed(sotw: SotwProtocol) -> None:
     changed = snapshot(eds={"a": "v2", "b": "v1", "c": "v1"})
     [out] = sotw.responses(changed)
     assert names_in(out.payload) == ["a", "c"]
-    assert out.version == changed.get(types.ENDPOINT).version
+    assert out.version == version_of(changed, types.ENDPOINT)
 
 
 # State of the world: EDS after CDS
