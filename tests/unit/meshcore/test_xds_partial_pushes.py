@@ -164,11 +164,13 @@ def test_sotw_explicit_wildcard_on_a_partial_type_sends_the_whole_set(sotw: Sotw
     assert sorted(names_in(out.payload)) == ["a", "b"]
 
 
-def test_sotw_new_name_gets_only_what_the_client_lacks(sotw: SotwProtocol) -> None:
-    snap = snapshot(eds=["a", "b", "c"])
-    first = subscribed_and_acked(sotw, types.ENDPOINT, ["a"], snap)
+@pytest.mark.parametrize("type_url", [types.ENDPOINT, types.ROUTE])
+def test_sotw_new_name_gets_only_what_the_client_lacks(sotw: SotwProtocol, type_url: str) -> None:
+    snap = snapshot(**{SHORT[type_url]: ["a", "b", "c"]})
+    first = subscribed_and_acked(sotw, type_url, ["a"], snap)
     sotw.on_request(sotw_ack(first, ["a", "c"]))  # grows the subscription
     [out] = sotw.responses(snap)
+    assert out.type_url == type_url
     assert names_in(out.payload) == ["c"]
     assert out.version == first.version and out.nonce != first.nonce
 
