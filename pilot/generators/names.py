@@ -6,6 +6,7 @@ spelled in exactly one place and EDS can map a requested cluster name back to it
 
 from __future__ import annotations
 
+import functools
 from typing import Final, NamedTuple
 
 BLACKHOLE_CLUSTER: Final = "BlackHoleCluster"
@@ -29,6 +30,9 @@ def outbound_cluster(port: int, hostname: str, subset: str = "") -> str:
     return f"outbound|{port}|{subset}|{hostname}"
 
 
+# Remembered: an endpoints-only push asks again for every cluster name of every view it
+# updates (a thousand per view at 1000 services).
+@functools.lru_cache(maxsize=65536)
 def parse_outbound_cluster(name: str) -> OutboundCluster | None:
     """The parts of an `outbound|<port>|<subset>|<host>` name, or None for any other name."""
     parts = name.split("|")
