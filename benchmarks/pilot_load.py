@@ -901,7 +901,7 @@ def _baseline_lines(result: Result) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for phase in result.against_baseline():
-        ratio = f"{phase.ratio:.2f}" if phase.baseline_us > 0 else "-"
+        ratio = f"{phase.ratio:.2f}" if math.isfinite(phase.ratio) else "-"
         lines.append(
             f"| {phase.label} | {phase.messages:.2f} | {phase.mib:.3f} | {phase.pilot_us:.0f} "
             f"| {phase.baseline_us:.0f} | {ratio} |"
