@@ -15,8 +15,12 @@ against its base run alternately beside it. It is not a latency figure: `pilot_l
 
 Each round makes one change of each kind the way pilot meets it (a file rewritten, the
 directory read again, the change classified, a push context built, the push): an endpoint
-added to a service (the previous round's removed), and the VirtualService edited. Every stream
-must get exactly one response per change, and ACK it; anything else ends the run with an error.
+added to a service (the previous round's removed), the VirtualService edited, a service added
+and that service removed. After a response that changes its clusters a stream asks for the
+endpoints of the clusters it now holds, as Envoy does (the whole list for state of the world,
+the difference for delta): the stand-ins are told which names a change adds or removes instead
+of reading them from the clusters. Every stream must get exactly the responses the change calls
+for (`EXPECTED`), and ACK them; anything else ends the run with an error.
 The garbage collector is set as `python -m pilot` sets it (`QuietCollector`), with its quiet
 moment's collection before each change, where pilot has its quiet moments: otherwise a change
 now and then pays for a collection of all the objects made since the last one.
@@ -55,10 +59,25 @@ from pilot.push_context import PushContext
 from pilot.server import classify_change
 
 _ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
-KINDS = ("endpoint", "route")
+KINDS = ("endpoint", "route", "service-add", "service-remove")
 # DiscoveryRequest and DeltaDiscoveryRequest fields, as numbered in their protos.
 _VERSION, _NODE, _NAMES, _TYPE_URL, _NONCE = 1, 2, 3, 4, 5
-_DELTA_NODE, _DELTA_TYPE_URL, _DELTA_NONCE = 1, 2, 6
+_DELTA_NODE, _DELTA_TYPE_URL, _UNSUBSCRIBE, _DELTA_NONCE = 1, 2, 4, 6
+
+
+# The responses each change calls for, sorted, by kind and whether the stream speaks delta.
+_ALL_THREE = sorted([types.CLUSTER, types.ENDPOINT, types.ROUTE])
+EXPECTED: dict[tuple[str, bool], list[str]] = {
+    ("endpoint", False): [types.ENDPOINT],
+    ("endpoint", True): [types.ENDPOINT],
+    ("route", False): [types.ROUTE],
+    ("route", True): [types.ROUTE],
+    ("service-add", False): _ALL_THREE,
+    ("service-add", True): _ALL_THREE,
+    ("service-remove", False): sorted([types.CLUSTER, types.ROUTE]),
+    # Delta streams are also told that the removed cluster's endpoints are gone.
+    ("service-remove", True): _ALL_THREE,
+}
 
 
 class BenchmarkError(RuntimeError):
@@ -126,28 +145,54 @@ def _envelope(payload: bytes, delta: bool) -> tuple[str, str, str]:
     return response.version_info, response.type_url, response.nonce
 
 
+@dataclass
+class _Subscriptions:
+    """What every stream subscribes to, and the endpoint names the latest change of clusters
+    added and removed (a stream that gets that change asks for them, as Envoy does)."""
+
+    # type URL -> its names, encoded as state-of-the-world requests carry them
+    names: dict[str, bytes]
+    endpoints_serial: int = 0  # one more for every change of the endpoint names
+    subscribe: tuple[str, ...] = ()
+    unsubscribe: tuple[str, ...] = ()
+
+    def change_endpoints(
+        self, names: list[str], subscribe: tuple[str, ...], unsubscribe: tuple[str, ...]
+    ) -> None:
+        self.names[types.ENDPOINT] = _encoded_names(names)
+        self.endpoints_serial += 1
+        self.subscribe, self.unsubscribe = subscribe, unsubscribe
+
+
 class _Stream:
     """One simulated sidecar's ADS stream: a grpc.aio servicer context and request iterator
-    in one, answering each response with its ACK at once."""
+    in one, answering each response with its ACK at once (and after a change of clusters with
+    the endpoint subscription that follows it)."""
 
     def __init__(
-        self, node: bytes, delta: bool, names: dict[str, bytes], deserialize: Callable[..., Any]
+        self,
+        node: bytes,
+        delta: bool,
+        subscriptions: _Subscriptions,
+        deserialize: Callable[..., Any],
     ) -> None:
         self.delta = delta
-        self.responses: list[str] = []  # type URLs, since the last `reset`
+        self.responses: list[str] = []  # type URLs, since the last `expect`
         self.cpu_s = 0.0  # spent here, not in pilot
         self._node = node
-        self._names = names  # type URL -> its names, encoded as the requests carry them
+        self._subscriptions = subscriptions
+        self._endpoints_serial = subscriptions.endpoints_serial  # the names last asked for
+        self._last: dict[str, tuple[str, str]] = {}  # type URL -> version, nonce received
         self._deserialize = deserialize
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
-        self._acked = 0
         self._want = 0
         self._done: asyncio.Event | None = None
 
-    def expect(self, acks: int, done: asyncio.Event) -> None:
-        """Set `done` once pilot has taken `acks` more ACKs from this stream."""
+    def expect(self, responses: int, done: asyncio.Event) -> None:
+        """Set `done` once this stream has had `responses` more responses and pilot has taken
+        every request they caused."""
         self.responses.clear()
-        self._acked, self._want, self._done = 0, acks, done
+        self._want, self._done = responses, done
 
     # grpc.aio.ServicerContext, the parts the xDS server uses
     def peer(self) -> str:
@@ -163,17 +208,34 @@ class _Stream:
         began = time.process_time()
         version, type_url, nonce = _envelope(payload, self.delta)
         self.responses.append(type_url)
-        if self.delta:
-            ack = string_field(_DELTA_TYPE_URL, type_url) + string_field(_DELTA_NONCE, nonce)
-        else:
-            ack = (
-                string_field(_VERSION, version)
-                + self._names.get(type_url, b"")
-                + string_field(_TYPE_URL, type_url)
-                + string_field(_NONCE, nonce)
-            )
-        self._queue.put_nowait(ack)
+        self._last[type_url] = version, nonce
+        self._queue.put_nowait(self._ack(type_url))
+        subscriptions = self._subscriptions
+        if type_url == types.CLUSTER and self._endpoints_serial != subscriptions.endpoints_serial:
+            self._endpoints_serial = subscriptions.endpoints_serial
+            self._queue.put_nowait(self._endpoints_request())
         self.cpu_s += time.process_time() - began
+
+    def _ack(self, type_url: str) -> bytes:
+        version, nonce = self._last[type_url]
+        if self.delta:
+            return string_field(_DELTA_TYPE_URL, type_url) + string_field(_DELTA_NONCE, nonce)
+        return (
+            string_field(_VERSION, version)
+            + self._subscriptions.names.get(type_url, b"")
+            + string_field(_TYPE_URL, type_url)
+            + string_field(_NONCE, nonce)
+        )
+
+    def _endpoints_request(self) -> bytes:
+        subscriptions = self._subscriptions
+        if self.delta:
+            return (
+                string_field(_DELTA_TYPE_URL, types.ENDPOINT)
+                + b"".join(string_field(_NAMES, name) for name in subscriptions.subscribe)
+                + b"".join(string_field(_UNSUBSCRIBE, name) for name in subscriptions.unsubscribe)
+            )
+        return self._ack(types.ENDPOINT)  # the last version and nonce, the names now held
 
     async def requests(self) -> AsyncIterator[Any]:
         """The subscriptions, in the order Envoy makes them, then every ACK."""
@@ -182,12 +244,13 @@ class _Stream:
         while True:
             yield self._deserialize(await self._queue.get())
             # Back here when pilot asks for the next request: it has applied this one.
-            self._acked += 1
-            if self._acked == self._want and self._done is not None:
-                self._done.set()
+            done = self._done
+            if done is not None and len(self.responses) >= self._want and self._queue.empty():
+                done.set()
 
     def _subscription(self, type_url: str, first: bool) -> bytes:
-        names = self._names.get(type_url, b"")  # field 3 in both: names, names to subscribe
+        # field 3 in both: names, names to subscribe
+        names = self._subscriptions.names.get(type_url, b"")
         if self.delta:
             node = length_delimited(_DELTA_NODE, self._node) if first else b""
             return node + string_field(_DELTA_TYPE_URL, type_url) + names
@@ -195,15 +258,23 @@ class _Stream:
         return node + names + string_field(_TYPE_URL, type_url)
 
 
+def _clusters(mesh: config.Mesh) -> list[str]:
+    return [mesh.cluster(index) for index in range(mesh.services)]
+
+
 def _encoded_names(names: list[str]) -> bytes:
     return b"".join(string_field(_NAMES, name) for name in names)
 
 
-async def _all_acked(streams: list[_Stream], acks: int, within_s: float) -> None:
+async def _all_answered(
+    streams: list[_Stream], responses: dict[bool, int], within_s: float
+) -> None:
+    """Wait until every stream has had as many responses as `responses` says for its protocol
+    (delta or not), and pilot has taken all it sent back."""
     events = []
     for stream in streams:
         done = asyncio.Event()
-        stream.expect(acks, done)
+        stream.expect(responses[stream.delta], done)
         events.append(done)
     try:
         async with asyncio.timeout(within_s):
@@ -211,7 +282,7 @@ async def _all_acked(streams: list[_Stream], acks: int, within_s: float) -> None
                 await event.wait()
     except TimeoutError:
         late = sum(not event.is_set() for event in events)
-        raise BenchmarkError(f"{late} streams had not ACKed within {within_s} s") from None
+        raise BenchmarkError(f"{late} streams lacked responses after {within_s} s") from None
 
 
 class _Mesh:
@@ -249,26 +320,32 @@ async def run_async(options: Options) -> Result:
         XdsServer(discovery.cache, discovery).add_to(handlers)
         sotw = handlers.method("StreamAggregatedResources")
         delta = handlers.method("DeltaAggregatedResources")
-        names = {
-            types.ENDPOINT: _encoded_names([mesh.cluster(i) for i in range(mesh.services)]),
-            types.ROUTE: _encoded_names([config.ROUTE_NAME]),
-        }
+        subscriptions = _Subscriptions(
+            {
+                types.ENDPOINT: _encoded_names(_clusters(mesh)),
+                types.ROUTE: _encoded_names([config.ROUTE_NAME]),
+            }
+        )
         streams, calls = [], []
         for index, workload in enumerate(mesh.proxy_workloads()):
             node = base_pb2.Node(id=config.node_id(workload))
             json_format.ParseDict(config.node_metadata(workload), node.metadata)
             method = delta if index % 2 else sotw
             stream = _Stream(
-                node.SerializeToString(), method is delta, names, method.request_deserializer
+                node.SerializeToString(),
+                method is delta,
+                subscriptions,
+                method.request_deserializer,
             )
             streams.append(stream)
             calls.append(asyncio.create_task(method.stream_stream(stream.requests(), stream)))
         try:
             async with QuietCollector() as collector:
-                await _all_acked(streams, 4, within_s=600)  # CDS, EDS, LDS, RDS
+                # CDS, EDS, LDS, RDS
+                await _all_answered(streams, {False: 4, True: 4}, within_s=600)
                 result = Result(len(streams), {kind: KindCost() for kind in KINDS})
                 for round_ in range(options.rounds):
-                    await _push(world, discovery, streams, result, round_, collector)
+                    await _push(world, discovery, streams, subscriptions, result, round_, collector)
                 return result
         finally:
             for call in calls:
@@ -280,42 +357,58 @@ async def _push(
     world: _Mesh,
     discovery: DiscoveryService,
     streams: list[_Stream],
+    subscriptions: _Subscriptions,
     result: Result,
     round_: int,
     collector: QuietCollector,
 ) -> None:
     mesh = world.mesh
     document, _ = mesh.churn_endpoint(round_, (round_ * 7919) % mesh.services)
-    changes = {
+    added, services = mesh.extra_service(round_)
+    clusters, extra = _clusters(mesh), mesh.cluster(added)
+    changes: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
         "endpoint": (
-            types.ENDPOINT,
             lambda: config.write_file(world.directory, config.CHURN_ENDPOINT_FILE, [document]),
+            lambda: None,
         ),
         "route": (
-            types.ROUTE,
             lambda: config.write_file(
                 world.directory, config.VIRTUAL_SERVICE_FILE, [mesh.virtual_service(round_ + 1)]
             ),
+            lambda: None,
+        ),
+        "service-add": (
+            lambda: config.write_file(world.directory, config.CHURN_SERVICES_FILE, services),
+            lambda: subscriptions.change_endpoints([*clusters, extra], (extra,), ()),
+        ),
+        "service-remove": (
+            lambda: config.remove_file(world.directory, config.CHURN_SERVICES_FILE),
+            lambda: subscriptions.change_endpoints(clusters, (), (extra,)),
         ),
     }
-    for kind, (type_url, write) in changes.items():
+    for kind, (write, subscribe) in changes.items():
         request, context = world.change(write)
+        subscribe()
         for stream in streams:
             stream.cpu_s = 0.0
         collector.settle()
         began = time.process_time()
-        acked = asyncio.create_task(_all_acked(streams, 1, within_s=120))
-        await asyncio.sleep(0)  # every stream expects its ACK before the push starts
+        counts = {delta: len(EXPECTED[kind, delta]) for delta in (False, True)}
+        answered = asyncio.create_task(_all_answered(streams, counts, within_s=120))
+        await asyncio.sleep(0)  # every stream expects its responses before the push starts
         await discovery.push(request, context)
-        await acked
+        await answered
         cost = result.kinds[kind]
         cost.total_s.append(time.process_time() - began)
         cost.streams_s.append(sum(s.cpu_s for s in streams))
-        wrong = [s.responses for s in streams if s.responses != [type_url]]
+        wrong = [s for s in streams if sorted(s.responses) != EXPECTED[kind, s.delta]]
         if wrong:
+            protocol = "delta" if wrong[0].delta else "state of the world"
+            got = [types.short_name(t) for t in wrong[0].responses]
+            want = [types.short_name(t) for t in EXPECTED[kind, wrong[0].delta]]
             raise BenchmarkError(
-                f"{kind} change: {len(wrong)} streams got {wrong[0]} instead of one "
-                f"{types.short_name(type_url)} response"
+                f"{kind} change: {len(wrong)} streams got other responses than {want}, "
+                f"a {protocol} one {got}"
             )
 
 
