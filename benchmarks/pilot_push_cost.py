@@ -46,10 +46,14 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import json_format
 
 from benchmarks import pilot_load_config as config
+from benchmarks.cpu_breakdown import Breakdown
 from benchmarks.pilot_load_runs import body_start
 from meshcore.quiet_gc import QuietCollector
 from meshcore.xds import types
+from meshcore.xds.cache import SnapshotCache
+from meshcore.xds.delta import DeltaProtocol
 from meshcore.xds.server import XdsServer
+from meshcore.xds.sotw import SotwProtocol
 from meshcore.xds.wire import length_delimited, string_field
 from pilot.config_files import DirectoryReader, PilotInput
 from pilot.debounce import PushRequest
@@ -57,6 +61,7 @@ from pilot.discovery import DiscoveryService
 from pilot.metrics import PilotMetrics
 from pilot.push_context import PushContext
 from pilot.server import classify_change
+from pilot.snapshots import SnapshotGenerator
 
 _ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
 KINDS = ("endpoint", "route", "service-add", "service-remove")
@@ -89,6 +94,7 @@ class Options:
     services: int
     proxies: int
     rounds: int = 5
+    breakdown: str | None = None  # a kind of change whose CPU to break down by function
 
 
 @dataclass
@@ -106,6 +112,8 @@ class KindCost:
 class Result:
     streams: int
     kinds: dict[str, KindCost]
+    breakdown: Breakdown | None = None  # counting during the pushes of `breakdown_kind`
+    breakdown_kind: str | None = None
 
 
 class _Details:
@@ -311,7 +319,23 @@ class _Mesh:
         return request, self.context
 
 
-async def run_async(options: Options) -> Result:
+# Where a push's CPU goes in pilot (`--breakdown`): the snapshot generator's per-proxy and
+# per-view work, the stream's request handling and responses, the callbacks, and the stand-ins.
+BREAKDOWN_TARGETS: tuple[tuple[Any, str], ...] = (
+    (SnapshotGenerator, "full"),
+    (SnapshotGenerator, "endpoints_only"),
+    (SnapshotGenerator, "_view"),
+    (SnapshotCache, "set"),
+    (XdsServer, "_apply"),
+    (XdsServer, "_send"),
+    (SotwProtocol, "responses"),
+    (DeltaProtocol, "responses"),
+    (DiscoveryService, "on_response_sent"),
+    (_Stream, "write"),
+)
+
+
+async def run_async(options: Options, breakdown: Breakdown | None = None) -> Result:
     with tempfile.TemporaryDirectory(prefix="pilot-push-cost-") as workdir:
         mesh = config.Mesh(services=options.services, endpoints=2, proxies=options.proxies)
         world = _Mesh(Path(workdir), mesh)
@@ -343,7 +367,12 @@ async def run_async(options: Options) -> Result:
             async with QuietCollector() as collector:
                 # CDS, EDS, LDS, RDS
                 await _all_answered(streams, {False: 4, True: 4}, within_s=600)
-                result = Result(len(streams), {kind: KindCost() for kind in KINDS})
+                result = Result(
+                    len(streams),
+                    {kind: KindCost() for kind in KINDS},
+                    breakdown,
+                    options.breakdown,
+                )
                 for round_ in range(options.rounds):
                     await _push(world, discovery, streams, subscriptions, result, round_, collector)
                 return result
@@ -392,12 +421,16 @@ async def _push(
         for stream in streams:
             stream.cpu_s = 0.0
         collector.settle()
+        if result.breakdown is not None:
+            result.breakdown.counting = kind == result.breakdown_kind
         began = time.process_time()
         counts = {delta: len(EXPECTED[kind, delta]) for delta in (False, True)}
         answered = asyncio.create_task(_all_answered(streams, counts, within_s=120))
         await asyncio.sleep(0)  # every stream expects its responses before the push starts
         await discovery.push(request, context)
         await answered
+        if result.breakdown is not None:
+            result.breakdown.counting = False
         cost = result.kinds[kind]
         cost.total_s.append(time.process_time() - began)
         cost.streams_s.append(sum(s.cpu_s for s in streams))
@@ -413,7 +446,11 @@ async def _push(
 
 
 def run(options: Options) -> Result:
-    return asyncio.run(run_async(options))
+    if options.breakdown is None:
+        return asyncio.run(run_async(options))
+    breakdown = Breakdown(BREAKDOWN_TARGETS)
+    with breakdown.patched():
+        return asyncio.run(run_async(options, breakdown))
 
 
 def report(options: Options, result: Result) -> str:
@@ -432,6 +469,14 @@ def report(options: Options, result: Result) -> str:
             f"| {kind} | {statistics.median(pilot):.1f} | {min(pilot):.1f} | {max(pilot):.1f} "
             f"| {own:.1f} |"
         )
+    if result.breakdown is not None:
+        lines += [
+            "",
+            f"{result.breakdown_kind}: CPU by function (inclusive; the stand-ins' `write` "
+            "is theirs, the rest pilot's)",
+            "",
+            *result.breakdown.table(options.rounds),
+        ]
     return "\n".join(lines)
 
 
@@ -440,8 +485,11 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--proxies", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--breakdown", choices=KINDS, help="also break that kind's CPU down by function"
+    )
     args = parser.parse_args()
-    options = Options(args.services, args.proxies, args.rounds)
+    options = Options(args.services, args.proxies, args.rounds, args.breakdown)
     print(report(options, run(options)))
 
 

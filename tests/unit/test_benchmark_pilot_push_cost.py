@@ -26,6 +26,24 @@ def test_every_stream_gets_what_each_change_calls_for_and_the_costs_add_up() -> 
         assert f"| {kind} |" in report
 
 
+def test_the_breakdown_counts_pilots_functions_during_the_chosen_kind_only() -> None:
+    options = pilot_push_cost.Options(services=4, proxies=6, rounds=2, breakdown="service-add")
+
+    result = pilot_push_cost.run(options)
+
+    assert result.breakdown is not None
+    spent = result.breakdown.spent
+    # A service added: every stream gets three responses, each written once by the stand-ins;
+    # no endpoints-only push happens during it.
+    assert spent["_Stream.write"].calls == 3 * 6 * 2
+    assert spent["SnapshotGenerator.full"].calls == 6 * 2
+    assert spent["SnapshotGenerator.endpoints_only"].calls == 0
+    for owner, name in pilot_push_cost.BREAKDOWN_TARGETS:  # the timers are gone again
+        assert not hasattr(vars(owner)[name], "__wrapped__")
+    report = pilot_push_cost.report(options, result)
+    assert "| SnapshotGenerator.full |" in report
+
+
 def test_the_envelope_is_read_up_to_the_first_resource() -> None:
     payload = (
         string_field(1, "v7")
