@@ -9,6 +9,7 @@ from pathlib import Path
 
 from meshcore.lifecycle import run_until_signalled
 from meshcore.logs import configure_logging
+from meshcore.malloc_tuning import keep_freed_memory
 from meshcore.quiet_gc import QuietCollector
 from pilot.mesh_config import DEFAULT_MESH, MeshConfig, MeshConfigError
 from pilot.registry import ConfigError
@@ -79,6 +80,7 @@ def _read(path: Path | None) -> bytes:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.log_level)
+    keep_freed_memory()  # each push frees and allocates again a response per stream
     try:
         asyncio.run(run(args))
     except (ConfigError, MeshConfigError) as error:
