@@ -85,7 +85,7 @@ from benchmarks.pilot_load_client import (
     Versions,
     client_main,
 )
-from benchmarks.procstat import cpu_seconds, peak_rss_mib
+from benchmarks.procstat import cpu_seconds, minor_faults, peak_rss_mib
 from meshcore.processes import end_process
 from meshcore.xds import types
 
@@ -179,6 +179,10 @@ class PilotProcess:
     @property
     def cpu_s(self) -> float:
         return cpu_seconds(self.process.pid)
+
+    @property
+    def minor_faults(self) -> int:
+        return minor_faults(self.process.pid)
 
     @property
     def peak_rss_mib(self) -> float:
@@ -332,6 +336,7 @@ class KindResult:
     latencies_s: list[float] = field(default_factory=list)  # every stream, every change
     slowest_s: list[float] = field(default_factory=list)  # per change: until all had ACKed
     pilot_cpu_s: list[float] = field(default_factory=list)  # per change
+    pilot_faults: list[int] = field(default_factory=list)  # per change: pilot's minor faults
     client_cpu_s: list[float] = field(default_factory=list)  # per change, all processes
     traffic: Counter[str] = field(default_factory=Counter)  # "<type> responses|bytes"
     # Pilot's own metrics over the changes: seconds summed, and how many observations.
@@ -369,6 +374,7 @@ class Result:
     pilot_start_cpu_s: float
     connect_s: list[float]  # per stream: launch of the streams -> full config held
     connect_pilot_cpu_s: float
+    connect_pilot_faults: int
     connect_client_cpu_s: float
     connect_traffic: Counter[str]
     kinds: dict[str, KindResult]
@@ -496,13 +502,14 @@ def _measure(
     pids = {"pilot": pilot.process.pid, **{role: clients.pid(role) for role in clients.roles}}
     profiler = Profiler(options.profile, pids)
     with profiler.phase("connect"):
-        client_cpu, pilot_cpu = _client_cpu(clients), pilot.cpu_s
+        client_cpu, pilot_cpu, pilot_faults = _client_cpu(clients), pilot.cpu_s, pilot.minor_faults
         began = time.monotonic()
         clients.send("connect", began + options.connect_timeout)
         connected = clients.collect(
             Connected, began + options.connect_timeout + STARTUP_TIMEOUT_S, "streams to connect"
         )
         connect_pilot_cpu = pilot.cpu_s - pilot_cpu
+        connect_pilot_faults = pilot.minor_faults - pilot_faults
         connect_client_cpu = _client_cpu(clients) - client_cpu
     missing = [node for c in connected.values() for node in c.missing]
     if missing:
@@ -546,6 +553,7 @@ def _measure(
         pilot_start_cpu_s=start_cpu,
         connect_s=connect_s,
         connect_pilot_cpu_s=connect_pilot_cpu,
+        connect_pilot_faults=connect_pilot_faults,
         connect_client_cpu_s=connect_client_cpu,
         connect_traffic=_traffic(reports, lambda n: n == 0),
         kinds=kinds,
@@ -680,6 +688,7 @@ def _change(
 ) -> None:
     """Announce the change, make it, and wait until every stream has ACKed it."""
     pilot_cpu, client_cpu, metrics = pilot.cpu_s, _client_cpu(clients), pilot.histograms()
+    pilot_faults = pilot.minor_faults
     clients.send("change", expectation)
     written = time.monotonic()
     write()
@@ -700,6 +709,7 @@ def _change(
     result.slowest_s.append(max(latencies))
     time.sleep(SETTLE_S)
     result.pilot_cpu_s.append(pilot.cpu_s - pilot_cpu)
+    result.pilot_faults.append(pilot.minor_faults - pilot_faults)
     result.client_cpu_s.append(_client_cpu(clients) - client_cpu)
     after = pilot.histograms()
     for total, metric in ((result.debounce, DEBOUNCE), (result.convergence, CONVERGENCE)):
@@ -961,6 +971,10 @@ def report(result: Result) -> str:
             f"{t} {sum(k.traffic[f'{t} responses'] for k in result.kinds.values())} responses "
             f"{_mib(sum(k.traffic[f'{t} bytes'] for k in result.kinds.values()))} MiB"
             for t in ("cds", "eds", "lds", "rds")
+        ),
+        f"pilot's page faults (minor) per change: cold connect {result.connect_pilot_faults}, "
+        + ", ".join(
+            f"{kind} {statistics.fmean(k.pilot_faults):.0f}" for kind, k in result.kinds.items()
         ),
         f"checks: {result.verified_syncz} proxies synced per /debug/syncz, "
         f"{result.verified_dump} identical to /debug/config_dump; "

@@ -48,6 +48,8 @@ def test_every_proxy_converges_on_every_change_with_nothing_unneeded() -> None:
     assert set(result.kinds) == set(pilot_load.KINDS)
     for kind in result.kinds.values():
         assert len(kind.latencies_s) == 4 and len(kind.slowest_s) == 1
+        assert len(kind.pilot_faults) == 1 and kind.pilot_faults[0] >= 0
+    assert result.connect_pilot_faults > 0  # opening streams takes memory pilot did not have
     assert result.redundant == 0
     assert (result.verified_syncz, result.verified_dump) == (4, 4)
     assert result.stall is not None and result.stall.node.startswith("sidecar~")
@@ -56,3 +58,4 @@ def test_every_proxy_converges_on_every_change_with_nothing_unneeded() -> None:
     compared = result.against_baseline()
     assert [phase.label for phase in compared] == ["cold connect", *pilot_load.KINDS]
     assert all(phase.messages >= 1 for phase in compared)  # CPU: too little to read here
+    assert "pilot's page faults (minor) per change: cold connect " in pilot_load.report(result)
