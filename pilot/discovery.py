@@ -97,9 +97,7 @@ class DiscoveryService:
     def on_response_sent(
         self, stream: StreamInfo, type_url: str, resource_count: int, seconds: float
     ) -> None:
-        label = types.short_name(type_url)
-        self._metrics.pushes.labels(label).inc()
-        self._metrics.push_time.labels(label).observe(seconds)
+        self._metrics.response_sent(type_url, seconds)
         connection = self._connections.get(stream.cache_key)
         if connection is not None and connection.push_started is not None:
             self._metrics.convergence.observe(time.monotonic() - connection.push_started)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from meshcore.xds import types
+
 _PUSH_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 3, 5, 10, 20, 30)
 
 
@@ -59,3 +61,19 @@ class PilotMetrics:
             ["type"],
             registry=self.registry,
         )
+        # type URL -> its children of `pushes` and `push_time`, looked up once rather than for
+        # each of the thousands of responses a push sends.
+        self._sent_by_type: dict[str, tuple[Counter, Histogram]] = {}
+
+    def response_sent(self, type_url: str, seconds: float) -> None:
+        """Count one response of `type_url`, and the `seconds` its push took until it was
+        written."""
+        children = self._sent_by_type.get(type_url)
+        if children is None:
+            label = types.short_name(type_url)
+            children = self._sent_by_type[type_url] = (
+                self.pushes.labels(label),
+                self.push_time.labels(label),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
