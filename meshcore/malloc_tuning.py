@@ -10,7 +10,8 @@ thresholds the memory is reused as it is.
 
 What it costs: memory freed after a peak stays with the process (up to `TRIM_THRESHOLD` at the
 top of the heap), which leaves its peak resident size, the figure to provision for, as it was.
-Only glibc has `mallopt`; elsewhere (musl, macOS) this does nothing.
+Only glibc acts on `mallopt`: musl's does nothing (and says so), macOS has none; there this
+changes nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def keep_freed_memory() -> bool:
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
-        log.debug("no mallopt in this C library: freed memory is returned as it decides")
+        log.debug("no mallopt in this C library: it returns freed memory its way")
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
@@ -44,5 +45,5 @@ def keep_freed_memory() -> bool:
         mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     )
     if not taken:
-        log.warning("glibc refused the malloc thresholds: freed memory is returned as it decides")
+        log.warning("the C library refused the malloc thresholds: it returns freed memory its way")
     return taken
