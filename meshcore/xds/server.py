@@ -2,19 +2,19 @@
 
 One coroutine per stream owns two tasks: a reader that applies requests to the stream's
 protocol object, and a pusher that wakes on a request or a snapshot change, asks the protocol
-what to send, and writes it with a send timeout (a stuck client loses its stream instead of
-holding resources). At most `max_concurrent_pushes` streams build and write responses at once
-(Istio's push throttle): a change that reaches thousands of streams would otherwise hold
-thousands of encoded responses, and grpc's copies of them, in memory at once while slow
-readers drain. Wake-ups that arrive while a stream waits for its turn merge into one push of
-the latest snapshot. Responses are pre-encoded bytes (see `resource.py`), so the response
-serializer is the identity; requests reach the stream as bytes (`Received`) and are parsed only
-when they are more than a plain ACK (state of the world: `SotwProtocol.plain_ack`), and the
-names they carry are found in their bytes (`sotw.wire_names`, `delta.subscribed_names`).
-Protocol violations end the stream with a clear gRPC status and a log line; other streams are
-unaffected. Requests larger than `max_request_bytes` are refused
-by the stream itself (RESOURCE_EXHAUSTED naming the sizes); grpc's own transport limit, set
-higher in `meshcore.grpc_server`, only backs that up.
+what to send, and writes it with a send timeout (`send_deadline`: a stuck client loses its
+stream instead of holding resources). At most `max_concurrent_pushes` streams build and write
+responses at once (Istio's push throttle): a change that reaches thousands of streams would
+otherwise hold thousands of encoded responses, and grpc's copies of them, in memory at once
+while slow readers drain. Wake-ups that arrive while a stream waits for its turn merge into one
+push of the latest snapshot. Responses are pre-encoded bytes (see `resource.py`), so the
+response serializer is the identity; requests reach the stream as bytes (`Received`) and are
+parsed only when they are more than a plain ACK (state of the world: `SotwProtocol.plain_ack`),
+and the names they carry are found in their bytes (`sotw.wire_names`,
+`delta.subscribed_names`). Protocol violations end the stream with a clear gRPC status and a
+log line; other streams are unaffected. Requests larger than `max_request_bytes` are refused by
+the stream itself (RESOURCE_EXHAUSTED naming the sizes); grpc's own transport limit, set higher
+in `meshcore.grpc_server`, only backs that up.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from meshcore.xds.delta import DeltaProtocol, subscribed_names
 from meshcore.xds.errors import InvalidNode
 from meshcore.xds.protocol import ClientReply
 from meshcore.xds.resource import Snapshot
+from meshcore.xds.send_deadline import SendDeadlines
 from meshcore.xds.sotw import SotwProtocol, wire_names
 from meshcore.xds.status import StreamCallbacks, StreamError, StreamInfo
 
@@ -153,7 +154,7 @@ class XdsServer:
         self.streams: dict[int, StreamInfo] = {}
         self._callbacks = callbacks
         self._served_types = served_types
-        self._send_timeout = send_timeout
+        self._deadlines = SendDeadlines(send_timeout)
         self._max_request_bytes = max_request_bytes
         self._push_slots = asyncio.Semaphore(max_concurrent_pushes)
         self._ids = itertools.count(1)
@@ -319,16 +320,22 @@ class XdsServer:
         watch: SnapshotWatch,
         wake: asyncio.Event,
     ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
         while True:
             await wake.wait()
             async with self._push_slots:
                 wake.clear()
                 snapshot = watch.snapshot
                 if snapshot is not None:
-                    await self._send(context, protocol, snapshot)
+                    await self._send(context, protocol, snapshot, task)
 
     async def _send(
-        self, context: grpc.aio.ServicerContext, protocol: Protocol, snapshot: Snapshot
+        self,
+        context: grpc.aio.ServicerContext,
+        protocol: Protocol,
+        snapshot: Snapshot,
+        task: asyncio.Task[None],
     ) -> None:
         began = time.perf_counter()
         # Last first, so that each response is let go once written (grpc keeps a copy), and
@@ -338,16 +345,21 @@ class XdsServer:
         while pending:
             outgoing = pending.pop()
             type_url, count = outgoing.type_url, outgoing.resource_count
+            stream_id = protocol.info.stream_id
+            self._deadlines.writing(stream_id, task)
             try:
-                # A deadline on this task, not wait_for's task per write: thousands of
-                # writes per push.
-                async with asyncio.timeout(self._send_timeout):
-                    await context.write(outgoing.payload)
-            except TimeoutError:
+                await context.write(outgoing.payload)
+            except asyncio.CancelledError:
+                if not self._deadlines.expired(stream_id):
+                    raise
+                task.uncancel()
                 raise StreamError(
                     grpc.StatusCode.UNAVAILABLE,
-                    f"sending {types.short_name(type_url)} timed out after {self._send_timeout}s",
+                    f"sending {types.short_name(type_url)} timed out after "
+                    f"{self._deadlines.timeout}s",
                 ) from None
+            finally:
+                self._deadlines.written(stream_id)
             del outgoing
             self._callbacks.on_response_sent(
                 protocol.info, type_url, count, time.perf_counter() - began
