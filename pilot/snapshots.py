@@ -3,11 +3,11 @@
 Generation is per proxy *view*, not per proxy: the outbound side (clusters, routes, listeners,
 endpoints) depends only on `PushContext.view_for(proxy)` (type, namespace, the Sidecar that
 applies), so proxies with equal views share one generated and serialized result for the life
-of a push context. Only the small per-proxy part (inbound
-clusters, listeners bound to the proxy's own address) is built for each proxy, and added onto
-the view's snapshot without copying or re-digesting it (`TypeSnapshot.extend`). An endpoints-
-only change regenerates just the affected ClusterLoadAssignments, once for all proxies that
-share the same endpoints snapshot.
+of a push context. Only the small per-proxy part (inbound clusters, listeners bound to the
+proxy's own address) is built per proxy, once for all the proxies that cannot tell it apart
+(replicas, by `own_side.sharing_key`), and added onto the view's snapshot without copying or
+re-digesting it (`TypeSnapshot.extend`). An endpoints-only change regenerates just the
+affected ClusterLoadAssignments, once for all proxies that share the same endpoints snapshot.
 
 Nothing is regenerated that cannot have changed since the previous push context: a proxy
 keeps its inbound side while its inputs are equal (`PushContext.inbound_inputs` and its
@@ -34,7 +34,7 @@ endpoints are the sidecars' and are updated the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
@@ -43,6 +43,7 @@ from google.protobuf.message import Message
 
 from meshcore.xds import types
 from meshcore.xds.resource import Resource, Snapshot, TypeSnapshot
+from pilot import own_side
 from pilot.generators import (
     clusters,
     endpoints,
@@ -80,29 +81,37 @@ def _reuse(previous: Snapshot | None, fresh: Snapshot) -> Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class _OwnSide:
-    """A proxy's own clusters and listeners (before any bound to a router's address), with
-    the inputs they were made from, so any later context can tell whether they still hold."""
+class _OwnResources:
+    """A generated own side: inbound clusters and the listeners bound to the proxy's own
+    address, shared by the proxies whose `own_side.sharing_key` is equal."""
 
-    proxy: Proxy
     clusters: list[Resource]
     listeners: list[Resource]
-    inputs: InboundInputs
-    instances: tuple[ServiceInstance, ...]
-    # type URL -> (a view's snapshot, it extended with this side): carried to a side made
-    # from this one by `replace`, since the key says what it was made from.
+    # type URL -> (a view's snapshot, it extended with these resources)
     extended: dict[str, tuple[TypeSnapshot, TypeSnapshot]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
-    def over(self, type_url: str, shared: TypeSnapshot, own: list[Resource]) -> TypeSnapshot:
-        """`shared` extended with `own`, this side's resources of that type: the same object
-        again for the same `shared` (a push that changed only routes builds every proxy's
-        snapshot anew, with clusters and listeners as they were)."""
+    def over(self, type_url: str, shared: TypeSnapshot) -> TypeSnapshot:
+        """`shared` (clusters or listeners) extended with these resources of its type: the
+        same object again for the same `shared` (a push that changed only routes builds every
+        proxy's snapshot anew, with clusters and listeners as they were)."""
         found = self.extended.get(type_url)
         if found is None or found[0] is not shared:
+            own = self.clusters if type_url == types.CLUSTER else self.listeners
             found = self.extended[type_url] = (shared, shared.extend(own))
         return found[1]
+
+
+@dataclass(frozen=True, slots=True)
+class _OwnSide:
+    """A proxy's own side (before any listeners bound to a router's address), with the inputs
+    it was made from, so any later context can tell whether it still holds."""
+
+    proxy: Proxy
+    resources: _OwnResources
+    inputs: InboundInputs
+    instances: tuple[ServiceInstance, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +141,8 @@ class SnapshotGenerator:
         # every connected proxy's, and only those are kept from it (the departed drop out).
         self._own: dict[int, _OwnSide] = {}
         self._kept_own: dict[int, _OwnSide] = {}
+        # This context's generated own sides by `own_side.sharing_key`.
+        self._own_by_key: dict[Hashable, _OwnResources] = {}
         self._endpoints_pushed = False  # `endpoints_only` was called in this context
         # Whether kept inputs equal this context's, by id of the kept (kept alive here too).
         self._inputs_equal: dict[int, tuple[InboundInputs, bool]] = {}
@@ -159,11 +170,11 @@ class SnapshotGenerator:
         own = self._own_config(ctx, proxy)
         if shared.unbound_listeners:
             bound = gateways.bind(shared.unbound_listeners, proxy.ip)
-            listeners = shared.listeners.extend([*own.listeners, *_resources(bound)])
+            listeners = shared.listeners.extend([*own.resources.listeners, *_resources(bound)])
         else:
-            listeners = own.over(types.LISTENER, shared.listeners, own.listeners)
+            listeners = own.resources.over(types.LISTENER, shared.listeners)
         by_type = {
-            types.CLUSTER: own.over(types.CLUSTER, shared.clusters, own.clusters),
+            types.CLUSTER: own.resources.over(types.CLUSTER, shared.clusters),
             types.ENDPOINT: shared.endpoints,
             types.LISTENER: listeners,
             types.ROUTE: shared.routes,
@@ -241,14 +252,22 @@ class SnapshotGenerator:
             ):
                 found = replace(prior, inputs=inputs)
             else:
-                found = _OwnSide(
-                    proxy,
-                    _resources(clusters.inbound_clusters(ctx, proxy)),
-                    _resources(listeners.proxy_listeners(ctx, proxy)),
-                    inputs,
-                    instances,
-                )
+                resources = self._own_resources(ctx, proxy, instances)
+                found = _OwnSide(proxy, resources, inputs, instances)
             self._own[id(proxy)] = found
+        return found
+
+    def _own_resources(
+        self, ctx: PushContext, proxy: Proxy, instances: tuple[ServiceInstance, ...]
+    ) -> _OwnResources:
+        """Generated once in a context for all the proxies that share a key."""
+        key = own_side.sharing_key(ctx, proxy, instances)
+        found = self._own_by_key.get(key)
+        if found is None:
+            found = self._own_by_key[key] = _OwnResources(
+                _resources(clusters.inbound_clusters(ctx, proxy)),
+                _resources(listeners.proxy_listeners(ctx, proxy)),
+            )
         return found
 
     def _same_inputs(self, kept: InboundInputs, current: InboundInputs) -> bool:
@@ -280,6 +299,7 @@ class SnapshotGenerator:
             elif self._own:
                 self._kept_own = self._own
             self._own, self._endpoints_pushed = {}, False
+            self._own_by_key.clear()
             self._inputs_equal.clear()
             self._load_assignments.clear()
             self._encoded.clear()
