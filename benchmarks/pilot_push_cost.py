@@ -13,7 +13,9 @@ reading each response's envelope, writing its ACK). Runs in one sitting agree to
 (the machine's speed drifts more within a day), so a change to pilot's per-stream work is judged
 against its base run alternately beside it. It is not a latency figure: `pilot_load` is.
 
-Each round makes one change of each kind the way pilot meets it (a file rewritten, the
+First every stream connects from cold and is answered with its clusters, endpoints, listeners
+and routes (`connect`, measured once). Then each round makes one change of each kind the way
+pilot meets it (a file rewritten, the
 directory read again, the change classified, a push context built, the push): an endpoint
 added to a service (the previous round's removed), the VirtualService edited, a service added
 and that service removed. After a response that changes its clusters a stream asks for the
@@ -65,6 +67,7 @@ from pilot.snapshots import SnapshotGenerator
 
 _ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
 KINDS = ("endpoint", "route", "service-add", "service-remove")
+CONNECT = "connect"  # every stream opened and answered from cold
 # DiscoveryRequest and DeltaDiscoveryRequest fields, as numbered in their protos.
 _VERSION, _NODE, _NAMES, _TYPE_URL, _NONCE = 1, 2, 3, 4, 5
 _DELTA_NODE, _DELTA_TYPE_URL, _UNSUBSCRIBE, _DELTA_NONCE = 1, 2, 4, 6
@@ -325,6 +328,8 @@ BREAKDOWN_TARGETS: tuple[tuple[Any, str], ...] = (
     (SnapshotGenerator, "full"),
     (SnapshotGenerator, "endpoints_only"),
     (SnapshotGenerator, "_view"),
+    (SnapshotGenerator, "_own_config"),
+    (SnapshotGenerator, "_own_resources"),
     (SnapshotCache, "set"),
     (XdsServer, "_apply"),
     (XdsServer, "_send"),
@@ -350,29 +355,41 @@ async def run_async(options: Options, breakdown: Breakdown | None = None) -> Res
                 types.ROUTE: _encoded_names([config.ROUTE_NAME]),
             }
         )
-        streams, calls = [], []
+        streams = []
         for index, workload in enumerate(mesh.proxy_workloads()):
             node = base_pb2.Node(id=config.node_id(workload))
             json_format.ParseDict(config.node_metadata(workload), node.metadata)
-            method = delta if index % 2 else sotw
             stream = _Stream(
                 node.SerializeToString(),
-                method is delta,
+                bool(index % 2),
                 subscriptions,
-                method.request_deserializer,
+                (delta if index % 2 else sotw).request_deserializer,
             )
             streams.append(stream)
-            calls.append(asyncio.create_task(method.stream_stream(stream.requests(), stream)))
+        calls: list[asyncio.Task[None]] = []
         try:
             async with QuietCollector() as collector:
-                # CDS, EDS, LDS, RDS
-                await _all_answered(streams, {False: 4, True: 4}, within_s=600)
                 result = Result(
                     len(streams),
-                    {kind: KindCost() for kind in KINDS},
+                    {kind: KindCost() for kind in (CONNECT, *KINDS)},
                     breakdown,
                     options.breakdown,
                 )
+                if breakdown is not None:
+                    breakdown.counting = options.breakdown == CONNECT
+                began = time.process_time()
+                for stream in streams:
+                    method = delta if stream.delta else sotw
+                    calls.append(
+                        asyncio.create_task(method.stream_stream(stream.requests(), stream))
+                    )
+                # CDS, EDS, LDS, RDS
+                await _all_answered(streams, {False: 4, True: 4}, within_s=600)
+                connect = result.kinds[CONNECT]
+                connect.total_s.append(time.process_time() - began)
+                connect.streams_s.append(sum(s.cpu_s for s in streams))
+                if breakdown is not None:
+                    breakdown.counting = False
                 for round_ in range(options.rounds):
                     await _push(world, discovery, streams, subscriptions, result, round_, collector)
                 return result
@@ -456,7 +473,7 @@ def run(options: Options) -> Result:
 def report(options: Options, result: Result) -> str:
     lines = [
         f"{options.services} services, {result.streams} streams (1 in 2 delta), "
-        f"{options.rounds} rounds; pilot's own CPU per stream for one push, µs "
+        f"{options.rounds} rounds; pilot's own CPU per stream for the connect and for one push, µs "
         "(the process's CPU less the in-process streams')",
         "",
         "| change | median | min | max | streams' own µs per stream |",
@@ -475,7 +492,7 @@ def report(options: Options, result: Result) -> str:
             f"{result.breakdown_kind}: CPU by function (inclusive; the stand-ins' `write` "
             "is theirs, the rest pilot's)",
             "",
-            *result.breakdown.table(options.rounds),
+            *result.breakdown.table(1 if result.breakdown_kind == CONNECT else options.rounds),
         ]
     return "\n".join(lines)
 
@@ -486,7 +503,9 @@ def main() -> None:
     parser.add_argument("--proxies", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
-        "--breakdown", choices=KINDS, help="also break that kind's CPU down by function"
+        "--breakdown",
+        choices=(CONNECT, *KINDS),
+        help="also break the CPU of the connect or of that kind of change down by function",
     )
     args = parser.parse_args()
     options = Options(args.services, args.proxies, args.rounds, args.breakdown)

@@ -46,13 +46,13 @@ def sharing_key(ctx: PushContext, proxy: Proxy, instances: tuple[ServiceInstance
         or proxy.http_proxy_port is not None
         or bool(ctx.scope(ctx.view_for(proxy)).ingress)
     )
+    served: tuple[Hashable, ...] = tuple((i.port, i.endpoint.port) for i in instances)
+    names: Hashable = None
     if ctx.mesh.policy_checks or ctx.mesh.telemetry_reports:
+        names = (proxy.name, proxy.pod_name)
         # The instances' services are the context's own objects: their identity stands for
         # their content for as long as the context (and so the key) lives.
-        names = (proxy.name, proxy.pod_name)
-        served = tuple((id(i.service), i.port, i.endpoint.port) for i in instances)
-    else:
-        names, served = None, tuple((i.port, i.endpoint.port) for i in instances)
+        served += tuple(id(i.service) for i in instances)
     return (fields, served, proxy.ip if uses_ip else ":" in proxy.ip, names)
 
 

@@ -16,13 +16,13 @@ def test_every_stream_gets_what_each_change_calls_for_and_the_costs_add_up() -> 
     result = pilot_push_cost.run(options)
 
     assert result.streams == 6
-    assert set(result.kinds) == set(pilot_push_cost.KINDS)
-    for cost in result.kinds.values():
-        assert len(cost.total_s) == len(cost.streams_s) == 2
+    assert set(result.kinds) == {"connect", *pilot_push_cost.KINDS}
+    for kind, cost in result.kinds.items():
+        assert len(cost.total_s) == len(cost.streams_s) == (1 if kind == "connect" else 2)
         assert all(0 < own < total for own, total in zip(cost.streams_s, cost.total_s, strict=True))
         assert all(us > 0 for us in cost.pilot_us_per_stream(result.streams))
     report = pilot_push_cost.report(options, result)
-    for kind in ("endpoint", "route", "service-add", "service-remove"):
+    for kind in ("connect", "endpoint", "route", "service-add", "service-remove"):
         assert f"| {kind} |" in report
 
 
@@ -42,6 +42,20 @@ def test_the_breakdown_counts_pilots_functions_during_the_chosen_kind_only() -> 
         assert not hasattr(vars(owner)[name], "__wrapped__")
     report = pilot_push_cost.report(options, result)
     assert "| SnapshotGenerator.full |" in report
+
+
+def test_the_connect_breakdown_counts_the_connect_only() -> None:
+    options = pilot_push_cost.Options(services=4, proxies=6, rounds=1, breakdown="connect")
+
+    result = pilot_push_cost.run(options)
+
+    assert result.breakdown is not None
+    spent = result.breakdown.spent
+    # Every stream's four first responses, and one snapshot made for each proxy.
+    assert spent["_Stream.write"].calls == 4 * 6
+    assert spent["SnapshotGenerator.full"].calls == 6
+    assert spent["SnapshotGenerator._own_config"].calls == 6
+    assert "| SnapshotGenerator._own_resources |" in pilot_push_cost.report(options, result)
 
 
 def test_the_envelope_is_read_up_to_the_first_resource() -> None:
