@@ -116,13 +116,13 @@ class GrpcCall(asyncio.Protocol):
             SETTINGS,
             0,
             0,
-            _setting(SETTING_ENABLE_PUSH, 0)
-            + _setting(SETTING_INITIAL_WINDOW, self._window)
-            + _setting(SETTING_MAX_FRAME, LARGEST_FRAME),
+            setting(SETTING_ENABLE_PUSH, 0)
+            + setting(SETTING_INITIAL_WINDOW, self._window)
+            + setting(SETTING_MAX_FRAME, LARGEST_FRAME),
         )
         opening = PREFACE + settings
         if self._window > DEFAULT_WINDOW:
-            opening += _window_update(0, self._window - DEFAULT_WINDOW)
+            opening += window_update(0, self._window - DEFAULT_WINDOW)
         opening += frame(HEADERS, END_HEADERS, STREAM_ID, self._header_block)
         transport.write(opening)
 
@@ -253,7 +253,7 @@ class GrpcCall(asyncio.Protocol):
         if self._unacknowledged >= self._window // 2 and self._transport is not None:
             grant = self._unacknowledged
             self._unacknowledged = 0
-            self._transport.write(_window_update(0, grant) + _window_update(STREAM_ID, grant))
+            self._transport.write(window_update(0, grant) + window_update(STREAM_ID, grant))
 
     def _control(self, kind: int, flags: int, stream: int, payload: bytes) -> None:
         if kind == HEADERS:
@@ -350,11 +350,11 @@ class GrpcCall(asyncio.Protocol):
             self._transport.close()
 
 
-def _setting(key: int, value: int) -> bytes:
+def setting(key: int, value: int) -> bytes:
     return key.to_bytes(2, "big") + value.to_bytes(4, "big")
 
 
-def _window_update(stream: int, grant: int) -> bytes:
+def window_update(stream: int, grant: int) -> bytes:
     return frame(WINDOW_UPDATE, 0, stream, grant.to_bytes(4, "big"))
 
 

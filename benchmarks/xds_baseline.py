@@ -32,7 +32,7 @@ import contextlib
 import multiprocessing
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -219,16 +219,28 @@ async def _clients(host: str, port: int, first: int, streams: int, control: Conn
 # The harness, in the benchmark's process.
 
 
-class Baseline:
-    """The server and `processes` client processes holding `streams` streams to it."""
+ServerMain = Callable[[str, Connection], None]
 
-    def __init__(self, host: str, streams: int, *, processes: int = 2, timeout: float) -> None:
+
+class Baseline:
+    """The server (`server_main`, or another answering the same commands) and `processes`
+    client processes holding `streams` streams to it."""
+
+    def __init__(
+        self,
+        host: str,
+        streams: int,
+        *,
+        processes: int = 2,
+        timeout: float,
+        server: ServerMain = server_main,
+    ) -> None:
         self._timeout = timeout
         self._context = multiprocessing.get_context("spawn")
         self._children: list[tuple[BaseProcess, Connection]] = []
         try:
-            server = self._start(server_main, host)
-            port = self._receive(server, "the baseline server to start")
+            server_process = self._start(server, host)
+            port = self._receive(server_process, "the baseline server to start")
             share, extra = divmod(streams, processes)
             first = 0
             for number in range(processes):
@@ -284,12 +296,14 @@ class Baseline:
         return self._receive(server, f"the baseline server's answer to {command}")
 
 
-def measure(host: str, streams: int, *, rounds: int, timeout: float) -> MessageCost:
+def measure(
+    host: str, streams: int, *, rounds: int, timeout: float, server: ServerMain = server_main
+) -> MessageCost:
     """The baseline's cost per stream, from `rounds` small and large pushes, alternated, each
     kind's median CPU taken."""
     small: list[float] = []
     large: list[float] = []
-    with contextlib.closing(Baseline(host, streams, timeout=timeout)) as baseline:
+    with contextlib.closing(Baseline(host, streams, timeout=timeout, server=server)) as baseline:
         for _ in range(rounds):
             small.append(baseline.push(1, SMALL_BYTES)[1])
             large.append(baseline.push(1, LARGE_BYTES)[1])
