@@ -32,6 +32,7 @@ import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf.message import DecodeError
 
+from meshcore import h2_server
 from meshcore.xds import types
 from meshcore.xds.cache import SnapshotCache, SnapshotWatch
 from meshcore.xds.delta import DeltaProtocol, subscribed_names
@@ -79,7 +80,8 @@ _SERVICES: dict[str, tuple[str | None, str, str]] = {
 _ABORT_TIMEOUT_S = 1.0
 
 Protocol = SotwProtocol | DeltaProtocol
-StreamHandler = Callable[[AsyncIterator[Any], grpc.aio.ServicerContext], Awaitable[None]]
+# The context is grpc.aio's `ServicerContext`, or `h2_server.CallContext` (the same methods).
+StreamHandler = Callable[[AsyncIterator[Any], Any], Awaitable[None]]
 
 
 def _identity(payload: bytes) -> bytes:
@@ -170,17 +172,34 @@ class XdsServer:
             handlers.append(grpc.method_handlers_generic_handler(service, methods))
         server.add_generic_rpc_handlers(tuple(handlers))
 
+    def h2_methods(self) -> dict[str, h2_server.Method]:
+        """ADS and every per-type discovery service, by path, for `meshcore.h2_server`."""
+        methods = {}
+        for service, (fixed_type, sotw_method, delta_method) in _SERVICES.items():
+            for method, request_type, delta in (
+                (sotw_method, discovery_pb2.DiscoveryRequest, False),
+                (delta_method, discovery_pb2.DeltaDiscoveryRequest, True),
+            ):
+                methods[f"/{service}/{method}"] = h2_server.Method(
+                    _bounded_receiver(request_type, self._max_request_bytes),
+                    self._stream_handler(delta, fixed_type),
+                )
+        return methods
+
     def _handler(
         self, request_type: Any, delta: bool, fixed_type: str | None
     ) -> grpc.RpcMethodHandler:
-        async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
-            await self._serve(requests, context, delta, fixed_type)
-
         return grpc.stream_stream_rpc_method_handler(
-            handle,
+            self._stream_handler(delta, fixed_type),
             request_deserializer=_bounded_receiver(request_type, self._max_request_bytes),
             response_serializer=_identity,
         )
+
+    def _stream_handler(self, delta: bool, fixed_type: str | None) -> StreamHandler:
+        async def handle(requests: AsyncIterator[Any], context: Any) -> None:
+            await self._serve(requests, context, delta, fixed_type)
+
+        return handle
 
     async def _serve(
         self,

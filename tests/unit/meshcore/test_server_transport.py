@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
@@ -12,6 +13,7 @@ from envoy.service.cluster.v3 import cds_pb2_grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
 from meshcore.grpc_server import bind, create_server
+from meshcore.h2_server import H2Server
 from meshcore.xds import types
 from meshcore.xds.cache import SnapshotCache
 from meshcore.xds.errors import InvalidNode
@@ -45,19 +47,37 @@ class RecordingCallbacks:
         self.events.append(("nack", stream.node_id, error))
 
 
-@pytest.fixture
-async def served() -> AsyncIterator[tuple[XdsServer, RecordingCallbacks, str]]:
-    cache = SnapshotCache()
-    callbacks = RecordingCallbacks()
-    xds = XdsServer(cache, callbacks, max_request_bytes=64 * 1024)
+@contextlib.asynccontextmanager
+async def listening(xds: XdsServer, transport: str) -> AsyncIterator[str]:
+    """`xds` on grpc.aio or on `meshcore.h2_server`, at the address it yields."""
+    if transport == "h2_server":
+        h2 = H2Server(xds.h2_methods())
+        port = await h2.start("127.0.0.1", 0)
+        try:
+            yield f"127.0.0.1:{port}"
+        finally:
+            await h2.stop()
+        return
     server = create_server()
     xds.add_to(server)
     port = bind(server, "127.0.0.1:0")
     await server.start()
     try:
-        yield xds, callbacks, f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}"
     finally:
         await server.stop(grace=None)
+
+
+TRANSPORTS = pytest.mark.parametrize("transport", ["grpc.aio", "h2_server"])
+
+
+@pytest.fixture(params=["grpc.aio", "h2_server"])
+async def served(request) -> AsyncIterator[tuple[XdsServer, RecordingCallbacks, str]]:
+    """An XdsServer on either transport: the same behaviour is asked of both."""
+    callbacks = RecordingCallbacks()
+    xds = XdsServer(SnapshotCache(), callbacks, max_request_bytes=64 * 1024)
+    async with listening(xds, request.param) as address:
+        yield xds, callbacks, address
 
 
 def node_request(node_id: str, type_url: str = types.CLUSTER, **fields):
@@ -154,14 +174,11 @@ async def test_closed_streams_are_forgotten(served) -> None:
     assert ("closed", "ok-c") in callbacks.events
 
 
-async def test_a_client_that_stops_reading_loses_its_stream(caplog) -> None:
+@TRANSPORTS
+async def test_a_client_that_stops_reading_loses_its_stream(caplog, transport: str) -> None:
     cache = SnapshotCache()
     xds = XdsServer(cache, RecordingCallbacks(), send_timeout=0.5)
-    server = create_server()
-    xds.add_to(server)
-    address = f"127.0.0.1:{bind(server, '127.0.0.1:0')}"
-    await server.start()
-    try:
+    async with listening(xds, transport) as address:
         huge = {f"c{i}": "x" * 50_000 for i in range(200)}  # ~10 MB, far past flow control
         cache.set("ok-stuck", snapshot(cds=huge))
         stuck = Client(address)
@@ -172,8 +189,6 @@ async def test_a_client_that_stops_reading_loses_its_stream(caplog) -> None:
         await until(lambda: not xds.streams)
         assert "timed out after 0.5s" in caplog.text
         await stuck.close()
-    finally:
-        await server.stop(grace=None)
 
 
 async def test_per_type_services_serve_their_own_type(served) -> None:
