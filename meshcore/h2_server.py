@@ -16,7 +16,8 @@ the message, so a handler that stops reading stops its client; responses wait fo
 the client grants), PING and SETTINGS acknowledged, RST_STREAM and GOAWAY from the client ending
 calls and connections, trailers with `grpc-status` and `grpc-message` (trailers-only for a
 call refused before any response). Messages are uncompressed (a compressed one ends the call
-with UNIMPLEMENTED). Not implemented: TLS (pilot's mutual-TLS port stays on grpc.aio),
+with UNIMPLEMENTED), and a request announcing more than `max_message_bytes` ends its call with
+RESOURCE_EXHAUSTED before anything of it is buffered. Not implemented: TLS (pilot's mutual-TLS port stays on grpc.aio),
 server-sent keepalive pings, deadlines (`grpc-timeout` is ignored; these calls live as long as
 the proxy), unary calls.
 
@@ -38,6 +39,8 @@ from typing import Any
 
 import grpc
 import hpack
+
+from meshcore.grpc_server import DEFAULT_MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +125,15 @@ class H2Server:
     """Serves `methods` (by path, `/<service>/<method>`) on cleartext HTTP/2."""
 
     def __init__(
-        self, methods: Mapping[str, Method], *, max_concurrent_streams: int = 100_000
+        self,
+        methods: Mapping[str, Method],
+        *,
+        max_concurrent_streams: int = 100_000,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self._methods = dict(methods)
         self._max_streams = max_concurrent_streams
+        self.max_message_bytes = max_message_bytes  # a request's, refused before it is read
         self._listeners: list[asyncio.Server] = []
         self._connections: set[_Connection] = set()
 
@@ -217,6 +225,7 @@ class _Stream:
         "method",
         "send_window",
         "task",
+        "unacknowledged",
     )
 
     def __init__(self, connection: _Connection, stream_id: int, method: Method) -> None:
@@ -225,6 +234,7 @@ class _Stream:
         self.id_bytes = stream_id.to_bytes(4, "big")
         self.method = method
         self.send_window = connection.peer_initial_window
+        self.unacknowledged = 0  # request bytes taken since our last WINDOW_UPDATE for it
         self.half_closed = False  # the client sent END_STREAM: no more requests
         self.headers_sent = False
         self.finished = False  # trailers sent or the stream reset
@@ -253,6 +263,12 @@ class _Stream:
                     raise _CallRefused(grpc.StatusCode.UNIMPLEMENTED, "compressed request")
                 size = int.from_bytes(self._prefix[1:5], "big")
                 self._prefix.clear()
+                limit = self.connection.max_message_bytes
+                if size > limit:
+                    raise _CallRefused(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"request of {size} bytes exceeds the limit of {limit} bytes",
+                    )
                 body = self._body = bytearray(size)
                 self._filled = 0
             taken = min(len(body) - self._filled, end - position)
@@ -384,6 +400,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, server: H2Server) -> None:
         self._server = server
+        self.max_message_bytes = server.max_message_bytes
         self.loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self.peer = "unknown"
@@ -641,7 +658,9 @@ class _Connection(asyncio.Protocol):
             del self._streams[stream.id]
 
     def consumed(self, stream: _Stream | None, size: int) -> None:
-        """A handler took `size` bytes of requests: let the client send as much again."""
+        """A handler took `size` bytes of requests: let the client send as much again, in
+        WINDOW_UPDATEs of a quarter of each window at least (one per ACK would double the
+        frames and system calls of a push)."""
         if self._transport is None:
             return
         updates = b""
@@ -650,7 +669,10 @@ class _Connection(asyncio.Protocol):
             updates += _window_update(0, self._unacknowledged)
             self._unacknowledged = 0
         if stream is not None and not stream.half_closed and not stream.finished:
-            updates += _window_update(stream.id, size)
+            stream.unacknowledged += size
+            if stream.unacknowledged >= STREAM_RECEIVE_WINDOW // 4:
+                updates += _window_update(stream.id, stream.unacknowledged)
+                stream.unacknowledged = 0
         if updates:
             self.write(updates)
 
