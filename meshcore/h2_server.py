@@ -8,18 +8,18 @@ threads and a wake-up of the handler's task; measured with the same clients
 handlers unchanged: the same `(requests, context) -> None` coroutines grpc.aio calls, with a
 context offering what they use of grpc's (`write`, `abort`, `peer`, `auth_context`).
 
-What it implements of HTTP/2 (RFC 9113) and gRPC over it: prior-knowledge cleartext
-connections (as Envoy and grpc's insecure channels open them), any number of concurrent calls
-per connection up to `max_concurrent_streams`, HPACK header blocks (`hpack`) with
-CONTINUATION, flow control both ways (a request's window is given back when the handler takes
-the message, so a handler that stops reading stops its client; responses wait for the window
-the client grants), PING and SETTINGS acknowledged, RST_STREAM and GOAWAY from the client ending
-calls and connections, trailers with `grpc-status` and `grpc-message` (trailers-only for a
-call refused before any response). Messages are uncompressed (a compressed one ends the call
-with UNIMPLEMENTED), and a request announcing more than `max_message_bytes` ends its call with
-RESOURCE_EXHAUSTED before anything of it is buffered. Not implemented: TLS (pilot's mutual-TLS port stays on grpc.aio),
-server-sent keepalive pings, deadlines (`grpc-timeout` is ignored; these calls live as long as
-the proxy), unary calls.
+What it implements of HTTP/2 (RFC 9113) and gRPC over it: prior-knowledge cleartext connections
+(as Envoy and grpc's insecure channels open them), any number of concurrent calls per
+connection up to `max_concurrent_streams`, HPACK header blocks (`hpack`) with CONTINUATION,
+flow control both ways (a request's window is given back when the handler takes the message, so
+a handler that stops reading stops its client; responses wait for the window the client
+grants), PING and SETTINGS acknowledged, RST_STREAM and GOAWAY from the client ending calls and
+connections, trailers with `grpc-status` and `grpc-message` (trailers-only for a call refused
+before any response). Messages are uncompressed (a compressed one ends the call with
+UNIMPLEMENTED), and a request announcing more than `max_message_bytes` ends its call with
+RESOURCE_EXHAUSTED before anything of it is buffered. Not implemented: TLS (pilot's mutual-TLS
+port stays on grpc.aio), server-sent keepalive pings, deadlines (`grpc-timeout` is ignored;
+these calls live as long as the proxy), unary calls.
 
 A handler's task is cancelled when its client resets the call or the connection is lost, as
 grpc.aio cancels it. `write` returns once the response is handed to the transport, waiting only
