@@ -21,37 +21,40 @@ from urllib.parse import unquote
 import grpc
 import hpack
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-STREAM_ID = 1  # the only stream a connection carries
-MAX_WINDOW = 2**31 - 1
-DEFAULT_WINDOW = 65_535
-DEFAULT_FRAME = 16_384
-LARGEST_FRAME = 2**24 - 1
-
-DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
-    0x0,
-    0x1,
-    0x3,
-    0x4,
-    0x6,
-    0x7,
-    0x8,
-    0x9,
+from meshcore.h2_server import (
+    ACK,
+    CONTINUATION,
+    DATA,
+    DEFAULT_FRAME,
+    DEFAULT_WINDOW,
+    END_HEADERS,
+    END_STREAM,
+    GOAWAY,
+    HEADERS,
+    LARGEST_FRAME,
+    MAX_WINDOW,
+    PADDED,
+    PING,
+    PREFACE,
+    PRIORITY_FLAG,
+    RST_STREAM,
+    SETTINGS,
+    SETTINGS_ENABLE_PUSH,
+    SETTINGS_INITIAL_WINDOW_SIZE,
+    SETTINGS_MAX_FRAME_SIZE,
+    WINDOW_UPDATE,
+    frame,
+    setting,
+    window_update,
 )
-END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY = 0x1, 0x1, 0x4, 0x8, 0x20
-SETTING_ENABLE_PUSH, SETTING_INITIAL_WINDOW, SETTING_MAX_FRAME = 0x2, 0x4, 0x5
+
+STREAM_ID = 1  # the only stream a connection carries
 
 _GRPC_CODES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
 class CallEnded(Exception):
     """The call ended other than with status OK; the message says how."""
-
-
-def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
-    return (
-        len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream.to_bytes(4, "big") + payload
-    )
 
 
 def request_headers(method: str, authority: str) -> bytes:
@@ -116,9 +119,9 @@ class GrpcCall(asyncio.Protocol):
             SETTINGS,
             0,
             0,
-            setting(SETTING_ENABLE_PUSH, 0)
-            + setting(SETTING_INITIAL_WINDOW, self._window)
-            + setting(SETTING_MAX_FRAME, LARGEST_FRAME),
+            setting(SETTINGS_ENABLE_PUSH, 0)
+            + setting(SETTINGS_INITIAL_WINDOW_SIZE, self._window)
+            + setting(SETTINGS_MAX_FRAME_SIZE, LARGEST_FRAME),
         )
         opening = PREFACE + settings
         if self._window > DEFAULT_WINDOW:
@@ -259,7 +262,7 @@ class GrpcCall(asyncio.Protocol):
         if kind == HEADERS:
             if flags & PADDED:
                 payload = payload[1 : len(payload) - payload[0]]
-            if flags & PRIORITY:
+            if flags & PRIORITY_FLAG:
                 payload = payload[5:]
             self._headers += payload
             self._headers_end = bool(flags & END_STREAM)
@@ -296,10 +299,10 @@ class GrpcCall(asyncio.Protocol):
         for offset in range(0, len(payload) - 5, 6):
             key = int.from_bytes(payload[offset : offset + 2], "big")
             value = int.from_bytes(payload[offset + 2 : offset + 6], "big")
-            if key == SETTING_INITIAL_WINDOW:
+            if key == SETTINGS_INITIAL_WINDOW_SIZE:
                 self._stream_window += value - self._peer_initial_window
                 self._peer_initial_window = value
-            elif key == SETTING_MAX_FRAME:
+            elif key == SETTINGS_MAX_FRAME_SIZE:
                 self._peer_frame = value
         self._write(frame(SETTINGS, ACK, 0))
         self._flush()
@@ -348,14 +351,6 @@ class GrpcCall(asyncio.Protocol):
             self.ended.set_exception(error)
         if self._transport is not None:
             self._transport.close()
-
-
-def setting(key: int, value: int) -> bytes:
-    return key.to_bytes(2, "big") + value.to_bytes(4, "big")
-
-
-def window_update(stream: int, grant: int) -> bytes:
-    return frame(WINDOW_UPDATE, 0, stream, grant.to_bytes(4, "big"))
 
 
 async def open_call(

@@ -52,16 +52,10 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
 from benchmarks.control import commands
-from benchmarks.h2_stream import (
-    DEFAULT_WINDOW,
-    MAX_WINDOW,
-    CallEnded,
-    GrpcCall,
-    open_call,
-    request_headers,
-)
+from benchmarks.h2_stream import CallEnded, GrpcCall, open_call, request_headers
 from benchmarks.pilot_load_config import Mesh, Workload, node_id, node_metadata
 from benchmarks.pilot_load_runs import RunIndex, body_start
+from meshcore.h2_server import DEFAULT_WINDOW, MAX_WINDOW
 from meshcore.xds import types
 
 SOTW_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"

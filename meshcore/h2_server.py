@@ -76,6 +76,7 @@ NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR, REFUSED_STREAM, CANCEL, FRAME_SIZE
 DEFAULT_WINDOW = 65_535
 DEFAULT_FRAME = 16_384
 MAX_WINDOW = 2**31 - 1
+LARGEST_FRAME = 2**24 - 1
 # What a client may send ahead of what handlers have taken: per call, and per connection.
 STREAM_RECEIVE_WINDOW = 4 * 1024 * 1024
 CONNECTION_RECEIVE_WINDOW = 64 * 1024 * 1024
@@ -103,6 +104,9 @@ class CallAborted(Exception):
     """Raised by `CallContext.abort` to end the handler, as grpc.aio's `AbortError`."""
 
 
+# HTTP/2 framing, shared with the load generator's client side (benchmarks/h2_stream.py).
+
+
 def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
     return (
         len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream.to_bytes(4, "big") + payload
@@ -113,11 +117,11 @@ def _data_header(length: int, stream_bytes: bytes) -> bytes:
     return length.to_bytes(3, "big") + b"\x00\x00" + stream_bytes
 
 
-def _setting(key: int, value: int) -> bytes:
+def setting(key: int, value: int) -> bytes:
     return key.to_bytes(2, "big") + value.to_bytes(4, "big")
 
 
-def _window_update(stream: int, grant: int) -> bytes:
+def window_update(stream: int, grant: int) -> bytes:
     return frame(WINDOW_UPDATE, 0, stream, grant.to_bytes(4, "big"))
 
 
@@ -430,13 +434,13 @@ class _Connection(asyncio.Protocol):
         self.peer = f"ipv6:[{host}]:{port}" if ":" in host else f"ipv4:{host}:{port}"
         self._server._opened(self)
         settings = (
-            _setting(SETTINGS_MAX_CONCURRENT_STREAMS, self._server._max_streams)
-            + _setting(SETTINGS_INITIAL_WINDOW_SIZE, STREAM_RECEIVE_WINDOW)
-            + _setting(SETTINGS_ENABLE_PUSH, 0)
+            setting(SETTINGS_MAX_CONCURRENT_STREAMS, self._server._max_streams)
+            + setting(SETTINGS_INITIAL_WINDOW_SIZE, STREAM_RECEIVE_WINDOW)
+            + setting(SETTINGS_ENABLE_PUSH, 0)
         )
         transport.write(
             frame(SETTINGS, 0, 0, settings)
-            + _window_update(0, CONNECTION_RECEIVE_WINDOW - DEFAULT_WINDOW)
+            + window_update(0, CONNECTION_RECEIVE_WINDOW - DEFAULT_WINDOW)
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -512,7 +516,7 @@ class _Connection(asyncio.Protocol):
             if not flags & ACK:
                 self.write(frame(PING, ACK, 0, bytes(payload)))
         elif kind == WINDOW_UPDATE:
-            self._window_update(stream_id, payload)
+            self.window_update(stream_id, payload)
         elif kind == RST_STREAM:
             stream = self._streams.pop(stream_id, None)
             if stream is not None:
@@ -610,14 +614,14 @@ class _Connection(asyncio.Protocol):
                     if change > 0:
                         stream.window_opened()
             elif key == SETTINGS_MAX_FRAME_SIZE:
-                if not DEFAULT_FRAME <= value <= 2**24 - 1:
+                if not DEFAULT_FRAME <= value <= LARGEST_FRAME:
                     raise ProtocolError(f"a max frame size of {value}")
                 self.peer_frame = value
             elif key == SETTINGS_HEADER_TABLE_SIZE:
                 self._encoder.header_table_size = value
         self.write(frame(SETTINGS, ACK, 0))
 
-    def _window_update(self, stream_id: int, payload: memoryview) -> None:
+    def window_update(self, stream_id: int, payload: memoryview) -> None:
         grant = int.from_bytes(payload, "big") & 0x7FFF_FFFF
         if stream_id == 0:
             self.send_window += grant
@@ -666,12 +670,12 @@ class _Connection(asyncio.Protocol):
         updates = b""
         self._unacknowledged += size
         if self._unacknowledged >= CONNECTION_RECEIVE_WINDOW // 4:
-            updates += _window_update(0, self._unacknowledged)
+            updates += window_update(0, self._unacknowledged)
             self._unacknowledged = 0
         if stream is not None and not stream.half_closed and not stream.finished:
             stream.unacknowledged += size
             if stream.unacknowledged >= STREAM_RECEIVE_WINDOW // 4:
-                updates += _window_update(stream.id, stream.unacknowledged)
+                updates += window_update(stream.id, stream.unacknowledged)
                 stream.unacknowledged = 0
         if updates:
             self.write(updates)

@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 import pytest
 
-from benchmarks.h2_stream import DEFAULT_WINDOW, CallEnded, GrpcCall, open_call, request_headers
+from benchmarks.h2_stream import CallEnded, GrpcCall, open_call, request_headers
+from meshcore.h2_server import DEFAULT_WINDOW
 
 METHOD = "/test.Chat/Talk"
 Handler = Callable[[AsyncIterator[bytes], grpc.aio.ServicerContext], Awaitable[None]]

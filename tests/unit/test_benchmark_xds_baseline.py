@@ -1,5 +1,5 @@
 """The same-run baseline of the pilot load benchmark: a bare grpc.aio server and its clients,
-and the same server on asyncio's transports (`xds_baseline_h2`).
+and the same server on pilot's own HTTP/2 server (`xds_baseline_h2`).
 
 Timings are never asserted (they are what the benchmark reports); what is checked is that a
 push reaches every stream and is ACKed, and how two measured points become a cost per message
@@ -32,7 +32,7 @@ def test_two_points_of_one_size_fit_nothing() -> None:
 
 
 @pytest.mark.parametrize(
-    "server", [xds_baseline.server_main, xds_baseline_h2.server_main], ids=["grpc.aio", "asyncio"]
+    "server", [xds_baseline.server_main, xds_baseline_h2.server_main], ids=["grpc.aio", "h2_server"]
 )
 def test_every_stream_is_pushed_to_and_acks(server: xds_baseline.ServerMain) -> None:
     host = f"{allocate_block()}.250"
@@ -46,35 +46,3 @@ def test_the_response_is_an_eds_response_carrying_one_resource_of_the_size() -> 
     parsed = discovery_pb2.DiscoveryResponse.FromString(xds_baseline.response(100_000))
     assert parsed.type_url == types.ENDPOINT
     assert [len(resource.value) for resource in parsed.resources] == [100_000]
-
-
-def test_the_asyncio_server_frames_a_response_in_the_clients_frame_size() -> None:
-    """A response larger than the client's largest frame goes out in several DATA frames,
-    whose payloads make up the gRPC-framed message."""
-    written: list[bytes] = []
-
-    class Transport:
-        def write(self, data: bytes) -> None:
-            written.append(data)
-
-    connection = xds_baseline_h2._Connection(xds_baseline_h2.PushServer())
-    connection._transport = Transport()  # type: ignore[assignment]
-    connection._stream_id, connection._peer_frame = 1, 16_384
-    connection.send(bytes(40_000))
-    (data,) = written
-    payloads, position = [], 0
-    while position < len(data):
-        length = int.from_bytes(data[position : position + 3], "big")
-        assert data[position + 3] == 0 and int.from_bytes(data[position + 5 : position + 9]) == 1
-        payloads.append(data[position + 9 : position + 9 + length])
-        position += 9 + length
-    assert [len(p) for p in payloads] == [16_384, 16_384, 40_005 - 2 * 16_384]
-    assert b"".join(payloads) == b"\x00" + (40_000).to_bytes(4, "big") + bytes(40_000)
-
-
-def test_the_asyncio_server_stops_rather_than_overrun_the_clients_window() -> None:
-    connection = xds_baseline_h2._Connection(xds_baseline_h2.PushServer())
-    connection._transport = object()  # type: ignore[assignment]  # never written to
-    connection._send_window = 1000
-    with pytest.raises(xds_baseline_h2.WindowClosed, match="1005 bytes to send, 1000 of window"):
-        connection.send(bytes(1000))
