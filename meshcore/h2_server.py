@@ -34,7 +34,7 @@ import contextlib
 import logging
 import urllib.parse
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,7 @@ LARGEST_FRAME = 2**24 - 1
 STREAM_RECEIVE_WINDOW = 4 * 1024 * 1024
 CONNECTION_RECEIVE_WINDOW = 64 * 1024 * 1024
 _GRPC_CONTENT_TYPE = "application/grpc"
+_STOP_TIMEOUT_S = 5.0  # for handlers to finish once their calls are ended
 # grpc-message is percent-encoded: printable ASCII but '%' stays as it is (gRPC's HTTP/2 spec).
 _MESSAGE_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
@@ -141,6 +142,8 @@ class H2Server:
         self.max_message_bytes = max_message_bytes  # a request's, refused before it is read
         self._listeners: list[asyncio.Server] = []
         self._connections: set[_Connection] = set()
+        # Every call's handler task, held here (the loop keeps tasks only weakly) until done.
+        self._handlers: set[asyncio.Task[None]] = set()
 
     async def start(self, host: str, port: int) -> int:
         """Listen on host:port (0: any free port); the port bound."""
@@ -153,14 +156,23 @@ class H2Server:
         return bound
 
     async def stop(self) -> None:
-        """Stop listening, tell every client to go away, end every call."""
+        """Stop listening, tell every client to go away, end every call and wait for its
+        handler to finish."""
         for listener in self._listeners:
             listener.close()
         for connection in list(self._connections):
             connection.go_away()
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=_STOP_TIMEOUT_S)
         for listener in self._listeners:
             await listener.wait_closed()
         self._listeners.clear()
+
+    def _run_handler(self, call: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(call)
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+        return task
 
     @property
     def connections(self) -> int:
@@ -569,8 +581,11 @@ class _Connection(asyncio.Protocol):
             if ends_stream:
                 self._streams[stream_id].end_of_requests()
             return
-        if stream_id % 2 == 0 or stream_id <= self._last_stream_id:
-            raise ProtocolError(f"stream {stream_id} is not a new client stream")
+        if stream_id % 2 == 0:
+            raise ProtocolError(f"stream {stream_id} is not a client stream")
+        if stream_id <= self._last_stream_id:
+            return  # a call that has ended already: nothing left to tell it
+
         self._last_stream_id = stream_id
         if self._going_away:
             self.write(frame(RST_STREAM, 0, stream_id, REFUSED_STREAM.to_bytes(4, "big")))
@@ -592,7 +607,7 @@ class _Connection(asyncio.Protocol):
             return
         if ends_stream:
             stream.half_closed = True
-        stream.task = self.loop.create_task(self._run(stream, method))
+        stream.task = self._server._run_handler(self._run(stream, method))
 
     def _refuse(self, stream: _Stream, refused: _CallRefused) -> None:
         stream.finish_now(refused.code, refused.details)

@@ -176,7 +176,7 @@ async def test_stopping_ends_open_calls_and_their_handlers(served) -> None:
     await stream.write(b"x")
     await asyncio.wait_for(handlers.started.wait(), 5)
     await server.stop()
-    await asyncio.wait_for(handlers.cancelled.wait(), 5)
+    assert handlers.cancelled.is_set()  # stop returns once the handlers have finished
     assert await stream.code() is not grpc.StatusCode.OK
 
 
