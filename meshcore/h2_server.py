@@ -529,7 +529,7 @@ class _Connection(asyncio.Protocol):
             if not flags & ACK:
                 self.write(frame(PING, ACK, 0, bytes(payload)))
         elif kind == WINDOW_UPDATE:
-            self.window_update(stream_id, payload)
+            self._window_granted(stream_id, payload)
         elif kind == RST_STREAM:
             stream = self._streams.pop(stream_id, None)
             if stream is not None:
@@ -637,7 +637,7 @@ class _Connection(asyncio.Protocol):
                 self._encoder.header_table_size = value
         self.write(frame(SETTINGS, ACK, 0))
 
-    def window_update(self, stream_id: int, payload: memoryview) -> None:
+    def _window_granted(self, stream_id: int, payload: memoryview) -> None:
         grant = int.from_bytes(payload, "big") & 0x7FFF_FFFF
         if stream_id == 0:
             self.send_window += grant
