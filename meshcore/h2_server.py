@@ -24,7 +24,7 @@ these calls live as long as the proxy), unary calls.
 
 A handler's task is cancelled when its client resets the call or the connection is lost, as
 grpc.aio cancels it. `write` returns once the response is handed to the transport, waiting only
-while the client's window is closed or the socket's buffer is full.
+while the client's window is closed or more than `WRITE_BUFFER_BYTES` wait unsent.
 """
 
 from __future__ import annotations
@@ -81,6 +81,10 @@ LARGEST_FRAME = 2**24 - 1
 # What a client may send ahead of what handlers have taken: per call, and per connection.
 STREAM_RECEIVE_WINDOW = 4 * 1024 * 1024
 CONNECTION_RECEIVE_WINDOW = 64 * 1024 * 1024
+# What a connection's transport may hold unsent before `write` waits (asyncio's default is
+# 64 KiB): a few responses of a large mesh, as grpc.aio's buffers took them, so that a client
+# that reads slowly but steadily is not taken for a stuck one by pilot's send timeout.
+WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 _GRPC_CONTENT_TYPE = "application/grpc"
 _STOP_TIMEOUT_S = 5.0  # for handlers to finish once their calls are ended
 # grpc-message is percent-encoded: printable ASCII but '%' stays as it is (gRPC's HTTP/2 spec).
@@ -443,6 +447,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_BYTES)
         host, port, *_ = transport.get_extra_info("peername") or ("unknown", 0)
         self.peer = f"ipv6:[{host}]:{port}" if ":" in host else f"ipv4:{host}:{port}"
         self._server._opened(self)
