@@ -5,16 +5,20 @@ protocol object, and a pusher that wakes on a request or a snapshot change, asks
 what to send, and writes it with a send timeout (`send_deadline`: a stuck client loses its
 stream instead of holding resources). At most `max_concurrent_pushes` streams build and write
 responses at once (Istio's push throttle): a change that reaches thousands of streams would
-otherwise hold thousands of encoded responses, and grpc's copies of them, in memory at once
-while slow readers drain. Wake-ups that arrive while a stream waits for its turn merge into one
-push of the latest snapshot. Responses are pre-encoded bytes (see `resource.py`), so the
-response serializer is the identity; requests reach the stream as bytes (`Received`) and are
-parsed only when they are more than a plain ACK (state of the world: `SotwProtocol.plain_ack`),
-and the names they carry are found in their bytes (`sotw.wire_names`,
-`delta.subscribed_names`). Protocol violations end the stream with a clear gRPC status and a
-log line; other streams are unaffected. Requests larger than `max_request_bytes` are refused by
-the stream itself (RESOURCE_EXHAUSTED naming the sizes); grpc's own transport limit, set higher
-in `meshcore.grpc_server`, only backs that up.
+otherwise hold thousands of encoded responses, and the transport's copies of them, in memory at
+once while slow readers drain. Wake-ups that arrive while a stream waits for its turn merge
+into one push of the latest snapshot. Responses are pre-encoded bytes (see `resource.py`), so
+the response serializer is the identity; requests reach the stream as bytes (`Received`) and
+are parsed only when they are more than a plain ACK (state of the world:
+`SotwProtocol.plain_ack`), and the names they carry are found in their bytes
+(`sotw.wire_names`, `delta.subscribed_names`). Protocol violations end the stream with a clear
+gRPC status and a log line; other streams are unaffected. Requests larger than
+`max_request_bytes` are refused by the stream itself (RESOURCE_EXHAUSTED naming the sizes); the
+transport's own limit, set higher, only backs that up.
+
+The handlers run on grpc.aio (`add_to`) or on `meshcore.h2_server` (`h2_methods`: pilot's
+cleartext port), which gives them a context with the same `write`, `abort`, `peer` and
+`auth_context`.
 """
 
 from __future__ import annotations
