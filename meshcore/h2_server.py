@@ -18,9 +18,9 @@ grants), PING and SETTINGS acknowledged, RST_STREAM and GOAWAY from the client e
 connections, trailers with `grpc-status` and `grpc-message` (trailers-only for a call refused
 before any response). Messages are uncompressed (a compressed one ends the call with
 UNIMPLEMENTED), and a request announcing more than `max_message_bytes` ends its call with
-RESOURCE_EXHAUSTED before anything of it is buffered. Not implemented: TLS (pilot's mutual-TLS
-port stays on grpc.aio), server-sent keepalive pings, deadlines (`grpc-timeout` is ignored;
-these calls live as long as the proxy), unary calls.
+RESOURCE_EXHAUSTED before anything of it is buffered. Dead peers are found by TCP keepalives
+rather than HTTP/2 pings. Not implemented: TLS (pilot's mutual-TLS port stays on grpc.aio),
+deadlines (`grpc-timeout` is ignored; these calls live as long as the proxy), unary calls.
 
 A handler's task is cancelled when its client resets the call or the connection is lost, as
 grpc.aio cancels it. `write` returns once the response is handed to the transport, waiting only
@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import urllib.parse
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
@@ -86,6 +87,7 @@ CONNECTION_RECEIVE_WINDOW = 64 * 1024 * 1024
 # that reads slowly but steadily is not taken for a stuck one by pilot's send timeout.
 WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 _GRPC_CONTENT_TYPE = "application/grpc"
+_KEEPALIVE_IDLE_S, _KEEPALIVE_INTERVAL_S, _KEEPALIVE_PROBES = 30, 10, 3
 _STOP_TIMEOUT_S = 5.0  # for handlers to finish once their calls are ended
 # grpc-message is percent-encoded: printable ASCII but '%' stays as it is (gRPC's HTTP/2 spec).
 _MESSAGE_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
@@ -448,6 +450,7 @@ class _Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         transport.set_write_buffer_limits(high=WRITE_BUFFER_BYTES)
+        _keep_alive(transport.get_extra_info("socket"))
         host, port, *_ = transport.get_extra_info("peername") or ("unknown", 0)
         self.peer = f"ipv6:[{host}]:{port}" if ":" in host else f"ipv4:{host}:{port}"
         self._server._opened(self)
@@ -745,6 +748,18 @@ class _Connection(asyncio.Protocol):
         for stream in list(self._streams.values()):
             stream.reset()
         transport.close()
+
+
+def _keep_alive(sock: socket.socket | None) -> None:
+    """TCP keepalives as grpc's server pings (30 s idle, then every 10 s): a peer that vanished
+    without closing is found within a minute and its calls end."""
+    if sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if hasattr(socket, "TCP_KEEPIDLE"):  # Linux
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, _KEEPALIVE_IDLE_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, _KEEPALIVE_INTERVAL_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, _KEEPALIVE_PROBES)
 
 
 def _text(value: str | bytes) -> str:

@@ -9,6 +9,7 @@ compressed request, and a server stopping under open calls.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import grpc
@@ -200,3 +201,17 @@ async def test_a_request_past_the_size_limit_is_refused_before_it_is_read() -> N
         assert await stream.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert await stream.details() == "request of 1001 bytes exceeds the limit of 1000 bytes"
     await server.stop()
+
+
+async def test_connections_are_kept_alive_by_tcp(served) -> None:
+    """A peer that vanished without closing is found by TCP keepalives (grpc's server pings
+    instead): idle 30 s, then a probe every 10 s."""
+    server, _, channel = served
+    stream = call(channel, "Count")
+    await stream.done_writing()
+    await stream.read()
+    (connection,) = server._connections
+    sock = connection._transport.get_extra_info("socket")
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
