@@ -98,7 +98,7 @@ class BaselineServer:
     """ADS calls that are written pre-encoded responses and counted ACKs; nothing else."""
 
     def __init__(self) -> None:
-        self.streams: list[grpc.aio.ServicerContext] = []
+        self.streams: list[Any] = []  # the calls' contexts
         self._acked = 0
         self._wanted = 0
         self._all_acked = asyncio.Event()
@@ -106,13 +106,12 @@ class BaselineServer:
 
     def handler(self) -> grpc.GenericRpcHandler:
         method = grpc.stream_stream_rpc_method_handler(
-            self._serve, request_deserializer=None, response_serializer=None
+            self.serve, request_deserializer=None, response_serializer=None
         )
         return grpc.method_handlers_generic_handler(SERVICE, {METHOD: method})
 
-    async def _serve(
-        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
-    ) -> None:
+    async def serve(self, requests: AsyncIterator[bytes], context: Any) -> None:
+        """One call (grpc.aio's context, or another with the same `write`)."""
         iterator = aiter(requests)
         try:
             await anext(iterator)
@@ -140,7 +139,7 @@ class BaselineServer:
             await self._all_acked.wait()
         return time.perf_counter() - began, time.process_time() - began_cpu
 
-    async def _write(self, stream: grpc.aio.ServicerContext, payload: bytes, count: int) -> None:
+    async def _write(self, stream: Any, payload: bytes, count: int) -> None:
         async with self._slots:
             for _ in range(count):
                 await stream.write(payload)
@@ -159,17 +158,22 @@ async def _run_server(host: str, control: Connection) -> None:
     await server.start()
     control.send(port)
     try:
-        async for command, argument in commands(control):
-            if command == "streams":
-                control.send(len(baseline.streams))
-            elif command == "push":
-                count, size, timeout = argument
-                async with asyncio.timeout(timeout):
-                    control.send(await baseline.push(count, size))
-            else:
-                raise ValueError(f"unknown command {command!r}")
+        await answer_commands(baseline, control)
     finally:
         await server.stop(grace=None)
+
+
+async def answer_commands(baseline: BaselineServer, control: Connection) -> None:
+    """The harness's commands to the server process, until it says stop."""
+    async for command, argument in commands(control):
+        if command == "streams":
+            control.send(len(baseline.streams))
+        elif command == "push":
+            count, size, timeout = argument
+            async with asyncio.timeout(timeout):
+                control.send(await baseline.push(count, size))
+        else:
+            raise ValueError(f"unknown command {command!r}")
 
 
 # The clients.

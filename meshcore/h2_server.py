@@ -3,8 +3,8 @@
 Why: pilot writes thousands of xDS responses per push and reads as many ACKs, and on grpc.aio
 each of those is a batch operation with a future, a hop through grpc's event-engine and poller
 threads and a wake-up of the handler's task; measured with the same clients
-(`benchmarks/xds_baseline_h2.py`), a bare push server spends 79-90 µs a message on grpc.aio and
-22-23 µs on this server, which frames HTTP/2 in Python on an `asyncio.Protocol`. This server
+(`benchmarks/xds_baseline_h2.py`), a bare push server spends 67-74 µs a message on grpc.aio and
+25-26 µs on this server, which frames HTTP/2 in Python on an `asyncio.Protocol`. This server
 runs pilot's xDS handlers unchanged: the same `(requests, context) -> None` coroutines grpc.aio
 calls, with a context offering what they use of grpc's (`write`, `abort`, `peer`,
 `auth_context`).
