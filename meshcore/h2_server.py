@@ -595,7 +595,6 @@ class _Connection(asyncio.Protocol):
             raise ProtocolError(f"stream {stream_id} is not a client stream")
         if stream_id <= self._last_stream_id:
             return  # a call that has ended already: nothing left to tell it
-
         self._last_stream_id = stream_id
         if self._going_away:
             self.write(frame(RST_STREAM, 0, stream_id, REFUSED_STREAM.to_bytes(4, "big")))
@@ -669,13 +668,10 @@ class _Connection(asyncio.Protocol):
             await stream.finish(grpc.StatusCode.OK)
         except CallAborted:
             pass  # the status went out in `abort`
-        except _CallRefused as refused:
-            await stream.finish(refused.code, refused.details)
         except asyncio.CancelledError:
             if not stream.finished and self._transport is not None:
                 self.write(frame(RST_STREAM, 0, stream.id, CANCEL.to_bytes(4, "big")))
             stream.finished = True
-            self.forget(stream)
             raise
         except Exception as error:  # a bug in a handler ends its call, not the server
             log.exception("handler for stream %d from %s failed", stream.id, self.peer)
