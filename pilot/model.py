@@ -164,15 +164,14 @@ class Service:
     # Whether sidecars ask Mixer before letting a request to it through (when the mesh does at
     # all): the annotation policy.pymesh.dev/check: disable on its ServiceEntry turns it off.
     policy_checks: bool = True
+    # The addresses that are single IPs (CIDR ranges cannot name a listener or a host): asked
+    # for each service of each view, so found once.
+    vips: tuple[str, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.workload_selector is not None:
             object.__setattr__(self, "workload_selector", frozen_map(self.workload_selector))
-
-    @property
-    def vips(self) -> tuple[str, ...]:
-        """The addresses that are single IPs (CIDR ranges cannot name a listener or a host)."""
-        return tuple(a for a in self.addresses if is_ip(a))
+        object.__setattr__(self, "vips", tuple(a for a in self.addresses if is_ip(a)))
 
     def selects(self, workload: WorkloadInstance) -> bool:
         selector = self.workload_selector
