@@ -13,7 +13,8 @@ What it implements of HTTP/2 (RFC 9113) and gRPC over it: prior-knowledge cleart
 (as Envoy and grpc's insecure channels open them), any number of concurrent calls per
 connection up to `max_concurrent_streams`, HPACK header blocks (`hpack`) with CONTINUATION,
 flow control both ways (a request's window is given back when the handler takes the message, so
-a handler that stops reading stops its client; responses wait for the window the client
+a handler that stops reading stops its client, and a client that sends past its window loses
+the call, or past the connection's the connection; responses wait for the window the client
 grants), PING and SETTINGS acknowledged, RST_STREAM and GOAWAY from the client ending calls and
 connections, trailers with `grpc-status` and `grpc-message` (trailers-only for a call refused
 before any response). Messages are uncompressed (a compressed one ends the call with
@@ -248,6 +249,7 @@ class _Stream:
         "id",
         "id_bytes",
         "method",
+        "receive_window",
         "send_window",
         "task",
         "unacknowledged",
@@ -260,6 +262,7 @@ class _Stream:
         self.method = method
         self.send_window = connection.peer_initial_window
         self.unacknowledged = 0  # request bytes taken since our last WINDOW_UPDATE for it
+        self.receive_window = STREAM_RECEIVE_WINDOW  # what the client may still send on it
         self.half_closed = False  # the client sent END_STREAM: no more requests
         self.headers_sent = False
         self.finished = False  # trailers sent or the stream reset
@@ -442,6 +445,7 @@ class _Connection(asyncio.Protocol):
         self.peer_frame = DEFAULT_FRAME
         self.send_window = DEFAULT_WINDOW
         self._unacknowledged = 0  # connection-level bytes taken since our last WINDOW_UPDATE
+        self._receive_window = CONNECTION_RECEIVE_WINDOW  # what the client may still send
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._going_away = False
@@ -552,10 +556,20 @@ class _Connection(asyncio.Protocol):
 
     def _data(self, flags: int, stream_id: int, payload: memoryview) -> None:
         size = len(payload)
+        self._receive_window -= size
+        if self._receive_window < 0:
+            raise ProtocolError("the client sent past the connection's flow-control window")
         if flags & PADDED:
             payload = payload[1 : size - payload[0]]
         stream = self._streams.get(stream_id)
         if stream is None:  # a call already ended: give its window back at once
+            self.consumed(None, size)
+            return
+        stream.receive_window -= size
+        if stream.receive_window < 0:  # a stream error: this call ends, the connection stays
+            self.write(frame(RST_STREAM, 0, stream_id, FLOW_CONTROL_ERROR.to_bytes(4, "big")))
+            self.forget(stream)
+            stream.reset()
             self.consumed(None, size)
             return
         if size > len(payload):
@@ -693,11 +707,13 @@ class _Connection(asyncio.Protocol):
         self._unacknowledged += size
         if self._unacknowledged >= CONNECTION_RECEIVE_WINDOW // 4:
             updates += window_update(0, self._unacknowledged)
+            self._receive_window += self._unacknowledged
             self._unacknowledged = 0
         if stream is not None and not stream.half_closed and not stream.finished:
             stream.unacknowledged += size
             if stream.unacknowledged >= STREAM_RECEIVE_WINDOW // 4:
                 updates += window_update(stream.id, stream.unacknowledged)
+                stream.receive_window += stream.unacknowledged
                 stream.unacknowledged = 0
         if updates:
             self.write(updates)

@@ -13,9 +13,25 @@ import socket
 from collections.abc import AsyncIterator
 
 import grpc
+import hpack
 import pytest
 
-from meshcore.h2_server import CallContext, H2Server, Method
+from meshcore.h2_server import (
+    ACK,
+    DATA,
+    END_HEADERS,
+    FLOW_CONTROL_ERROR,
+    HEADERS,
+    PING,
+    PREFACE,
+    RST_STREAM,
+    SETTINGS,
+    STREAM_RECEIVE_WINDOW,
+    CallContext,
+    H2Server,
+    Method,
+    frame,
+)
 
 SERVICE = "/test.Echo/"
 
@@ -215,3 +231,44 @@ async def test_connections_are_kept_alive_by_tcp(served) -> None:
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
+
+
+async def test_a_client_sending_past_its_window_loses_the_call_not_the_connection(served) -> None:
+    """A client that ignores flow control cannot make the server hold more than the window of
+    requests a handler has not taken: the call is reset with FLOW_CONTROL_ERROR."""
+    server, handlers, _ = served
+    port = server._listeners[0].sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    headers = hpack.Encoder().encode(
+        [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", SERVICE + "Wait"),  # never reads its requests
+            (":authority", "test"),
+            ("content-type", "application/grpc"),
+        ]
+    )
+    chunk = bytes(16_384)
+    writer.write(PREFACE + frame(SETTINGS, 0, 0) + frame(HEADERS, END_HEADERS, 1, headers))
+    for _ in range(STREAM_RECEIVE_WINDOW // len(chunk) + 1):
+        writer.write(frame(DATA, 0, 1, chunk))
+    writer.write(frame(PING, 0, 0, b"stillup!"))
+    await writer.drain()
+    frames = await _frames_until(reader, lambda kind, flags, payload: kind == PING and flags & ACK)
+    resets = [payload for kind, _, stream, payload in frames if kind == RST_STREAM and stream == 1]
+    assert resets == [FLOW_CONTROL_ERROR.to_bytes(4, "big")]
+    await asyncio.wait_for(handlers.cancelled.wait(), 5)
+    writer.close()
+
+
+async def _frames_until(reader: asyncio.StreamReader, last) -> list[tuple[int, int, int, bytes]]:
+    """The server's frames as (type, flags, stream, payload), up to the one `last` accepts."""
+    frames = []
+    while True:
+        head = await asyncio.wait_for(reader.readexactly(9), 5)
+        length, kind, flags = int.from_bytes(head[:3], "big"), head[3], head[4]
+        stream = int.from_bytes(head[5:9], "big")
+        payload = await reader.readexactly(length)
+        frames.append((kind, flags, stream, payload))
+        if last(kind, flags, payload):
+            return frames
