@@ -36,7 +36,6 @@ from meshcore.h2_server import (
     PADDED,
     PING,
     PREFACE,
-    PRIORITY_FLAG,
     RST_STREAM,
     SETTINGS,
     SETTINGS_ENABLE_PUSH,
@@ -44,6 +43,7 @@ from meshcore.h2_server import (
     SETTINGS_MAX_FRAME_SIZE,
     WINDOW_UPDATE,
     frame,
+    header_fragment,
     setting,
     window_update,
 )
@@ -260,11 +260,7 @@ class GrpcCall(asyncio.Protocol):
 
     def _control(self, kind: int, flags: int, stream: int, payload: bytes) -> None:
         if kind == HEADERS:
-            if flags & PADDED:
-                payload = payload[1 : len(payload) - payload[0]]
-            if flags & PRIORITY_FLAG:
-                payload = payload[5:]
-            self._headers += payload
+            self._headers += header_fragment(flags, payload)
             self._headers_end = bool(flags & END_STREAM)
             if flags & END_HEADERS:
                 self._header_block_done()

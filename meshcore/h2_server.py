@@ -48,10 +48,10 @@ from meshcore.grpc_server import DEFAULT_MAX_MESSAGE_BYTES
 log = logging.getLogger(__name__)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE = (
+# Frame types (PRIORITY, 0x2, is ignored as HTTP/2 allows, so it has no name here).
+DATA, HEADERS, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE = (
     0x0,
     0x1,
-    0x2,
     0x3,
     0x4,
     0x5,
@@ -68,14 +68,7 @@ END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
     SETTINGS_INITIAL_WINDOW_SIZE,
     SETTINGS_MAX_FRAME_SIZE,
 ) = (0x1, 0x2, 0x3, 0x4, 0x5)
-NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR, REFUSED_STREAM, CANCEL, FRAME_SIZE_ERROR = (
-    0x0,
-    0x1,
-    0x3,
-    0x7,
-    0x8,
-    0x6,
-)
+NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR, REFUSED_STREAM, CANCEL = 0x0, 0x1, 0x3, 0x7, 0x8
 DEFAULT_WINDOW = 65_535
 DEFAULT_FRAME = 16_384
 MAX_WINDOW = 2**31 - 1
@@ -126,6 +119,15 @@ def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
 
 def _data_header(length: int, stream_bytes: bytes) -> bytes:
     return length.to_bytes(3, "big") + b"\x00\x00" + stream_bytes
+
+
+def header_fragment(flags: int, payload: Any) -> Any:
+    """A HEADERS frame's payload without its padding and priority fields."""
+    if flags & PADDED:
+        payload = payload[1 : len(payload) - payload[0]]
+    if flags & PRIORITY_FLAG:
+        payload = payload[5:]
+    return payload
 
 
 def setting(key: int, value: int) -> bytes:
@@ -297,6 +299,10 @@ class _Stream:
                         grpc.StatusCode.RESOURCE_EXHAUSTED,
                         f"request of {size} bytes exceeds the limit of {limit} bytes",
                     )
+                if end - position >= size:  # whole here: copied once, not assembled
+                    self._deliver(bytes(data[position : position + size]), size + 5)
+                    position += size
+                    continue
                 body = self._body = bytearray(size)
                 self._filled = 0
             taken = min(len(body) - self._filled, end - position)
@@ -486,8 +492,12 @@ class _Connection(asyncio.Protocol):
         self._release_drain_waiters()
 
     def data_received(self, data: bytes) -> None:
-        pending = self._in
-        pending += data
+        # Frames are read from what arrived; only a frame split across reads is kept, so most
+        # requests are never copied into the connection's buffer.
+        pending: bytes | bytearray = data
+        if self._in:
+            self._in += data
+            pending = self._in
         try:
             position = self._frames(pending)
         except ProtocolError as error:
@@ -498,11 +508,14 @@ class _Connection(asyncio.Protocol):
             log.exception("HTTP/2 connection from %s failed", self.peer)
             self._close(PROTOCOL_ERROR, "internal error")
             return
-        del pending[:position]
+        if pending is self._in:
+            del self._in[:position]
+        elif position < len(data):
+            self._in += data[position:]
 
     # Frames in
 
-    def _frames(self, pending: bytearray) -> int:
+    def _frames(self, pending: bytes | bytearray) -> int:
         position = 0
         if not self._preface_seen:
             if len(pending) < len(PREFACE):
@@ -583,11 +596,7 @@ class _Connection(asyncio.Protocol):
             stream.end_of_requests()
 
     def _headers(self, flags: int, stream_id: int, payload: memoryview) -> None:
-        if flags & PADDED:
-            payload = payload[1 : len(payload) - payload[0]]
-        if flags & PRIORITY_FLAG:
-            payload = payload[5:]
-        self._header_block[:] = payload
+        self._header_block[:] = header_fragment(flags, payload)
         self._header_block_stream = stream_id
         self._header_block_ends_stream = bool(flags & END_STREAM)
         if flags & END_HEADERS:
